@@ -1,0 +1,64 @@
+export type { LifecycleHook } from './di/phases.js';
+export { InitPhase, Lifecycle, phaseName, runInitPhases } from './di/phases.js';
+export type { PluginRegistrar } from './di/plugin.js';
+export { corePlugin, createContainer, definePlugin, lifecycleHooks, VmmPlugin } from './di/plugin.js';
+export { TOKENS } from './di/tokens.js';
+export { ErrorCode, hex, isVmmError, VmmError } from './errors.js';
+export { TypedEmitter } from './events.js';
+export type { BankDescriptor, BankKind, BankOptions } from './memory/bank.js';
+export { BANK_ALIGN, MAX_GPA, MemoryBank } from './memory/bank.js';
+export type { AccessFault, GuestMemoryEvents, MemoryAccess } from './memory/guest-memory.js';
+export { GuestMemory } from './memory/guest-memory.js';
+export type { PageAllocator, PageRegion } from './memory/page-allocator.js';
+export { BitmapPageAllocator, PAGE_SIZE } from './memory/page-allocator.js';
+export type {
+  NestedAttachRequest,
+  NestedAttachResult,
+  NestedFormatDescription,
+  NestedInvalidation,
+  NestedTable,
+  NestedTableBackend,
+  NestedTranslation,
+  TranslationStep,
+} from './nested/backend.js';
+export { createNestedTranslation, DmaAccess, NestedFaultReason, NO_PASID } from './nested/backend.js';
+export { NestedBackendRegistry } from './nested/registry.js';
+export type { RegisterPasidTableOptions } from './pasid/library.js';
+export { PasidTableLibrary } from './pasid/library.js';
+export type {
+  PasidTableCfg,
+  PasidTableDevice,
+  PasidTableOps,
+  PasidTableSync,
+  PasidTableVendor,
+  PasidVendorConfigs,
+} from './pasid/pasid-table.js';
+export { PasidTable } from './pasid/pasid-table.js';
+export type {
+  IoPgtableCfg,
+  IoPgtableFlushOps,
+  IoPgtableFormat,
+  IoPgtableOps,
+  IoPgtableVendorConfigs,
+  IotlbGather,
+} from './pgtable/io-pgtable.js';
+export { createIotlbGather, IommuProt } from './pgtable/io-pgtable.js';
+export { IoPgtableRegistry } from './pgtable/registry.js';
+export type {
+  ChainErrorKind,
+  DescriptorChain,
+  DeviceQueueApi,
+  DriverQueueApi,
+  PopResult,
+} from './virtio/queue-api.js';
+export type {
+  InterruptLine,
+  MmioAccessor,
+  MmioHandler,
+  QueueFeatures,
+  QueueLayout,
+  Segment,
+  VirtioActivation,
+  VirtioDevice,
+} from './virtio/types.js';
+export { DeviceStatus, featureBit, VirtioFeature } from './virtio/types.js';

@@ -1,0 +1,105 @@
+import { hex, VmmError } from '../errors.js';
+import type { GuestMemory } from './guest-memory.js';
+
+export const PAGE_SIZE = 0x1000;
+
+/**
+ * Where table memory comes from: guest drivers allocate CD tables and page tables through one
+ * of these, so every table lives in guest RAM at a guest-physical address.
+ */
+export interface PageAllocator {
+  /** Allocates `size` bytes (rounded up to 4 KiB) aligned to `align` (a power of two, at least 4 KiB), zeroed. */
+  alloc(size: number, align?: number): number;
+  /** Releases an allocation by the address `alloc` returned. */
+  free(gpa: number): void;
+}
+
+export interface PageRegion {
+  /** Guest-physical base of the region, 4 KiB aligned, inside RAM. */
+  base: number;
+  /** Size of the region in bytes, a multiple of 4 KiB. */
+  size: number;
+}
+
+/**
+ * A first-fit page allocator over one region of guest RAM. Allocations are naturally aligned
+ * when asked (SMMUv3 tables must be aligned to their size) and zeroed, because a table page
+ * with stale contents would hand the walker valid-looking descriptors.
+ */
+export class BitmapPageAllocator implements PageAllocator {
+  private readonly used: Uint8Array;
+  private readonly allocations = new Map<number, number>();
+  private freePages: number;
+
+  constructor(
+    private readonly memory: GuestMemory,
+    private readonly region: PageRegion,
+  ) {
+    const { base, size } = region;
+    if (base % PAGE_SIZE !== 0 || size % PAGE_SIZE !== 0 || size <= 0) {
+      throw new VmmError(
+        'EINVAL',
+        `allocator region ${hex(base)}+${hex(size)} must be 4 KiB aligned and non-empty`,
+      );
+    }
+    if (!memory.isAccessible(base, size, 'write')) {
+      throw new VmmError('EFAULT', `allocator region ${hex(base)}+${hex(size)} is not writable guest RAM`);
+    }
+    this.used = new Uint8Array(size / PAGE_SIZE);
+    this.freePages = this.used.length;
+  }
+
+  /** Bytes still free (not necessarily contiguous). */
+  get freeBytes(): number {
+    return this.freePages * PAGE_SIZE;
+  }
+
+  alloc(size: number, align = PAGE_SIZE): number {
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new VmmError('EINVAL', `allocation size must be a positive integer, got ${String(size)}`);
+    }
+    if (!Number.isSafeInteger(align) || align < PAGE_SIZE || (align & (align - 1)) !== 0 || align > 2 ** 30) {
+      throw new VmmError(
+        'EINVAL',
+        `alignment must be a power of two from 4 KiB to 1 GiB, got ${String(align)}`,
+      );
+    }
+    const pages = Math.ceil(size / PAGE_SIZE);
+    const step = align / PAGE_SIZE;
+    const { base } = this.region;
+    const used = this.used;
+    const firstAligned = (Math.ceil(base / align) * align - base) / PAGE_SIZE;
+    for (let start = firstAligned; start + pages <= used.length; start += step) {
+      let free = true;
+      for (let i = start + pages - 1; i >= start; i--) {
+        if (used[i] !== 0) {
+          free = false;
+          break;
+        }
+      }
+      if (!free) continue;
+      used.fill(1, start, start + pages);
+      this.freePages -= pages;
+      const gpa = base + start * PAGE_SIZE;
+      this.allocations.set(gpa, pages);
+      this.memory.fill(gpa, pages * PAGE_SIZE, 0);
+      return gpa;
+    }
+    throw new VmmError(
+      'ENOMEM',
+      `no ${pages} free pages aligned to ${hex(align)} in ${hex(base)}+${hex(this.region.size)} (${this.freePages} pages free)`,
+      { size, align },
+    );
+  }
+
+  free(gpa: number): void {
+    const pages = this.allocations.get(gpa);
+    if (pages === undefined) {
+      throw new VmmError('ENOENT', `${hex(gpa)} is not the start of a live allocation`, { gpa });
+    }
+    this.allocations.delete(gpa);
+    const start = (gpa - this.region.base) / PAGE_SIZE;
+    this.used.fill(0, start, start + pages);
+    this.freePages += pages;
+  }
+}
