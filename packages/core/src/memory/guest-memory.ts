@@ -71,10 +71,7 @@ export class GuestMemory extends TypedEmitter<GuestMemoryEvents> {
    * Visits banks of the given kinds in address order; stops early when `fn` returns `true`
    * (kvmtool's `kvm__for_each_mem_bank`). Returns whether a visit stopped the walk.
    */
-  forEachBank(
-    kinds: BankKind | readonly BankKind[] | 'all',
-    fn: (bank: MemoryBank) => unknown,
-  ): boolean {
+  forEachBank(kinds: BankKind | readonly BankKind[] | 'all', fn: (bank: MemoryBank) => unknown): boolean {
     const wanted = kinds === 'all' ? null : typeof kinds === 'string' ? [kinds] : kinds;
     for (const bank of [...this.banks]) {
       if (wanted && !wanted.includes(bank.kind)) continue;
