@@ -61,7 +61,7 @@ export interface PasidTableVendor<Ctx = unknown> {
   readonly ops: PasidTableOps<Ctx>;
   /**
    * How the table is described to a paravirtual IOMMU: the virtio-iommu table format number and
-   * the format payload of ATTACH_TABLE (bytes 16.. of the request, starting with the le16 format).
+   * bytes 16..83 of ATTACH_TABLE (68 bytes: the le16 format, then the format payload).
    */
   readonly attachDescriptor?: (cfg: PasidTableCfg) => { format: number; payload: Uint8Array };
 }

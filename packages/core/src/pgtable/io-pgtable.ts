@@ -82,4 +82,9 @@ export interface IoPgtableFormat {
   readonly vendor: string;
   /** Builds a table; may restrict `cfg.pgsizeBitmap` and fill `cfg.vendor`. */
   alloc(cfg: IoPgtableCfg, cookie?: unknown): IoPgtableOps;
+  /**
+   * How a table of this format is handed to a paravirtual IOMMU without PASIDs: the virtio-iommu
+   * table format number and bytes 16..83 of ATTACH_TABLE (the le16 format, then its payload).
+   */
+  readonly attachDescriptor?: (cfg: IoPgtableCfg, asid: number) => { format: number; payload: Uint8Array };
 }
