@@ -1,0 +1,285 @@
+/**
+ * SMMUv3 Context Descriptor (CD) codec: 64 bytes, 8 little-endian dwords (IHI 0070 §5.4).
+ *
+ * Bit positions follow Linux arm-smmu-v3.h (`CTXDESC_CD_*`) and QEMU hw/arm/smmuv3-common.h
+ * (`CD_0..CD_5`). Every bit of the 512 round-trips: dwords 0–3 are split into named fields,
+ * the bits the architecture leaves reserved in dwords 1/2 are kept in `ttb0Res0`/`ttb1Res0`,
+ * and dwords 4–7 (AMAIR, IMPLEMENTATION DEFINED, MPAM, VMSPtr) are kept whole.
+ */
+import { ErrorCode, VmmError } from '@vmmkit/core';
+import { getDword, getField, getFlag, readWords, setDword, setField, setFlag, writeWords } from './bits.js';
+
+/** Size of one CD in bytes. */
+export const CD_SIZE = 64;
+
+/** TG0 encodings of CD dword 0 [7:6]. */
+export const CdTg0 = { G4K: 0, G64K: 1, G16K: 2 } as const;
+/** TG1 encodings of CD dword 0 [23:22] (a different encoding from TG0). */
+export const CdTg1 = { G16K: 1, G4K: 2, G64K: 3 } as const;
+
+/** Output-size (IPS) encoding → number of bits: 0=32 … 6=52. */
+export const IPS_BITS: readonly number[] = [32, 36, 40, 42, 44, 48, 52];
+
+/** Every field of a Context Descriptor. Addresses are numbers (≤ 52 bits); whole dwords are bigint. */
+export interface CdFields {
+  // dword 0
+  /** T0SZ [5:0]: TT0 input size is 64 − T0SZ bits. */
+  t0sz: number;
+  /** TG0 [7:6]: 0 = 4K, 1 = 64K, 2 = 16K, 3 reserved. */
+  tg0: number;
+  /** IRGN0 [9:8]: TT0 walk inner cacheability (0 NC, 1 WBWA, 2 WT, 3 WB). */
+  irgn0: number;
+  /** ORGN0 [11:10]: TT0 walk outer cacheability. */
+  orgn0: number;
+  /** SH0 [13:12]: TT0 walk shareability (0 NS, 2 OS, 3 IS). */
+  sh0: number;
+  /** EPD0 [14]: no walks through TTB0. */
+  epd0: boolean;
+  /** ENDI [15]: big-endian tables. */
+  endi: boolean;
+  /** T1SZ [21:16]. */
+  t1sz: number;
+  /** TG1 [23:22]: 1 = 16K, 2 = 4K, 3 = 64K. */
+  tg1: number;
+  /** IRGN1 [25:24]. */
+  irgn1: number;
+  /** ORGN1 [27:26]. */
+  orgn1: number;
+  /** SH1 [29:28]. */
+  sh1: number;
+  /** EPD1 [30]: no walks through TTB1. */
+  epd1: boolean;
+  /** V [31]. */
+  valid: boolean;
+  /** IPS [34:32]: output size, see `IPS_BITS`. */
+  ips: number;
+  /** AFFD [35]: an access flag of 0 does not fault. */
+  affd: boolean;
+  /** WXN [36]. */
+  wxn: boolean;
+  /** UWXN [37]. */
+  uwxn: boolean;
+  /** TBI0 [38]: top byte ignored for TT0. */
+  tbi0: boolean;
+  /** TBI1 [39]. */
+  tbi1: boolean;
+  /** PAN [40]. */
+  pan: boolean;
+  /** AA64 [41]: VMSAv8-64 tables. */
+  aa64: boolean;
+  /** HD [42]: hardware dirty-state update. */
+  hd: boolean;
+  /** HA [43]: hardware access-flag update. */
+  ha: boolean;
+  /** S [44]: stall fault model. */
+  s: boolean;
+  /** R [45]: record faults. */
+  r: boolean;
+  /** A [46]: abort faulting transactions. */
+  a: boolean;
+  /** ASET [47]: ASID not shared with the CPU. */
+  aset: boolean;
+  /** ASID [63:48]. */
+  asid: number;
+  // dword 1
+  /** NSCFG0 [0]. */
+  nscfg0: boolean;
+  /** HAD0 [1]: hierarchical attributes disabled for TT0. */
+  had0: boolean;
+  /** TTB0 [51:4]: physical address of the TT0 start table (bits [3:0] zero). */
+  ttb0: number;
+  /** Reserved bits of dword 1 ([3:2] and [63:52]) in place; 0 in a well-formed CD. */
+  ttb0Res0: bigint;
+  // dword 2
+  /** NSCFG1 [0]. */
+  nscfg1: boolean;
+  /** HAD1 [1]. */
+  had1: boolean;
+  /** TTB1 [51:4]. */
+  ttb1: number;
+  /** Reserved bits of dword 2 ([3:2] and [63:52]) in place. */
+  ttb1Res0: bigint;
+  // dwords 3–7
+  /** MAIR (dword 3): eight 8-bit memory attributes. */
+  mair: bigint;
+  /** AMAIR (dword 4). */
+  amair: bigint;
+  /** Dword 5, IMPLEMENTATION DEFINED. */
+  implementationDefined: bigint;
+  /** Dword 6 (PARTID / PMG for MPAM), kept whole. */
+  dword6: bigint;
+  /** Dword 7 (VMSPtr), kept whole. */
+  dword7: bigint;
+}
+
+/** Bits of dword 1/2 that are not NSCFG, HAD or TTB: [3:2] and [63:52]. */
+export const CD_TTB_RES0_MASK = 0xfff0_0000_0000_000cn;
+
+/** An all-zero (invalid) CD's fields. */
+export function emptyCdFields(): CdFields {
+  return {
+    t0sz: 0,
+    tg0: 0,
+    irgn0: 0,
+    orgn0: 0,
+    sh0: 0,
+    epd0: false,
+    endi: false,
+    t1sz: 0,
+    tg1: 0,
+    irgn1: 0,
+    orgn1: 0,
+    sh1: 0,
+    epd1: false,
+    valid: false,
+    ips: 0,
+    affd: false,
+    wxn: false,
+    uwxn: false,
+    tbi0: false,
+    tbi1: false,
+    pan: false,
+    aa64: false,
+    hd: false,
+    ha: false,
+    s: false,
+    r: false,
+    a: false,
+    aset: false,
+    asid: 0,
+    nscfg0: false,
+    had0: false,
+    ttb0: 0,
+    ttb0Res0: 0n,
+    nscfg1: false,
+    had1: false,
+    ttb1: 0,
+    ttb1Res0: 0n,
+    mair: 0n,
+    amair: 0n,
+    implementationDefined: 0n,
+    dword6: 0n,
+    dword7: 0n,
+  };
+}
+
+function setTtbDword(
+  words: Uint32Array,
+  dw: number,
+  nscfg: boolean | undefined,
+  had: boolean | undefined,
+  ttb: number | undefined,
+  res0: bigint | undefined,
+  name: string,
+): void {
+  const reserved = res0 ?? 0n;
+  if ((reserved & ~CD_TTB_RES0_MASK) !== 0n) {
+    throw new VmmError(ErrorCode.ERANGE, `${name}Res0 may only hold bits [3:2] and [63:52] of its dword`, {
+      field: `${name}Res0`,
+    });
+  }
+  const address = ttb ?? 0;
+  if (address % 16 !== 0) {
+    throw new VmmError(ErrorCode.ERANGE, `${name} = ${address} must be 16-byte aligned (field [51:4])`, {
+      field: name,
+    });
+  }
+  setDword(words, dw, reserved, `${name}Res0`);
+  setFlag(words, dw, 0, nscfg);
+  setFlag(words, dw, 1, had);
+  setField(words, dw, 4, 48, address / 16, name);
+}
+
+/**
+ * Encodes a CD into 64 bytes (into `out` when given, at its start). Missing fields are 0.
+ * A value that does not fit its field throws `VmmError(ERANGE)` and leaves `out` untouched.
+ */
+export function encodeCd(fields: Partial<CdFields>, out?: Uint8Array): Uint8Array {
+  const w = new Uint32Array(16);
+  setField(w, 0, 0, 6, fields.t0sz ?? 0, 't0sz');
+  setField(w, 0, 6, 2, fields.tg0 ?? 0, 'tg0');
+  setField(w, 0, 8, 2, fields.irgn0 ?? 0, 'irgn0');
+  setField(w, 0, 10, 2, fields.orgn0 ?? 0, 'orgn0');
+  setField(w, 0, 12, 2, fields.sh0 ?? 0, 'sh0');
+  setFlag(w, 0, 14, fields.epd0);
+  setFlag(w, 0, 15, fields.endi);
+  setField(w, 0, 16, 6, fields.t1sz ?? 0, 't1sz');
+  setField(w, 0, 22, 2, fields.tg1 ?? 0, 'tg1');
+  setField(w, 0, 24, 2, fields.irgn1 ?? 0, 'irgn1');
+  setField(w, 0, 26, 2, fields.orgn1 ?? 0, 'orgn1');
+  setField(w, 0, 28, 2, fields.sh1 ?? 0, 'sh1');
+  setFlag(w, 0, 30, fields.epd1);
+  setFlag(w, 0, 31, fields.valid);
+  setField(w, 0, 32, 3, fields.ips ?? 0, 'ips');
+  setFlag(w, 0, 35, fields.affd);
+  setFlag(w, 0, 36, fields.wxn);
+  setFlag(w, 0, 37, fields.uwxn);
+  setFlag(w, 0, 38, fields.tbi0);
+  setFlag(w, 0, 39, fields.tbi1);
+  setFlag(w, 0, 40, fields.pan);
+  setFlag(w, 0, 41, fields.aa64);
+  setFlag(w, 0, 42, fields.hd);
+  setFlag(w, 0, 43, fields.ha);
+  setFlag(w, 0, 44, fields.s);
+  setFlag(w, 0, 45, fields.r);
+  setFlag(w, 0, 46, fields.a);
+  setFlag(w, 0, 47, fields.aset);
+  setField(w, 0, 48, 16, fields.asid ?? 0, 'asid');
+  setTtbDword(w, 1, fields.nscfg0, fields.had0, fields.ttb0, fields.ttb0Res0, 'ttb0');
+  setTtbDword(w, 2, fields.nscfg1, fields.had1, fields.ttb1, fields.ttb1Res0, 'ttb1');
+  setDword(w, 3, fields.mair ?? 0n, 'mair');
+  setDword(w, 4, fields.amair ?? 0n, 'amair');
+  setDword(w, 5, fields.implementationDefined ?? 0n, 'implementationDefined');
+  setDword(w, 6, fields.dword6 ?? 0n, 'dword6');
+  setDword(w, 7, fields.dword7 ?? 0n, 'dword7');
+  return writeWords(w, out, 'a context descriptor');
+}
+
+/** Decodes the 64-byte CD at `bytes[offset..]`; every bit lands in exactly one field. */
+export function decodeCd(bytes: Uint8Array, offset = 0): CdFields {
+  const w = readWords(bytes, 8, offset, 'a context descriptor');
+  return {
+    t0sz: getField(w, 0, 0, 6),
+    tg0: getField(w, 0, 6, 2),
+    irgn0: getField(w, 0, 8, 2),
+    orgn0: getField(w, 0, 10, 2),
+    sh0: getField(w, 0, 12, 2),
+    epd0: getFlag(w, 0, 14),
+    endi: getFlag(w, 0, 15),
+    t1sz: getField(w, 0, 16, 6),
+    tg1: getField(w, 0, 22, 2),
+    irgn1: getField(w, 0, 24, 2),
+    orgn1: getField(w, 0, 26, 2),
+    sh1: getField(w, 0, 28, 2),
+    epd1: getFlag(w, 0, 30),
+    valid: getFlag(w, 0, 31),
+    ips: getField(w, 0, 32, 3),
+    affd: getFlag(w, 0, 35),
+    wxn: getFlag(w, 0, 36),
+    uwxn: getFlag(w, 0, 37),
+    tbi0: getFlag(w, 0, 38),
+    tbi1: getFlag(w, 0, 39),
+    pan: getFlag(w, 0, 40),
+    aa64: getFlag(w, 0, 41),
+    hd: getFlag(w, 0, 42),
+    ha: getFlag(w, 0, 43),
+    s: getFlag(w, 0, 44),
+    r: getFlag(w, 0, 45),
+    a: getFlag(w, 0, 46),
+    aset: getFlag(w, 0, 47),
+    asid: getField(w, 0, 48, 16),
+    nscfg0: getFlag(w, 1, 0),
+    had0: getFlag(w, 1, 1),
+    ttb0: getField(w, 1, 4, 48) * 16,
+    ttb0Res0: getDword(w, 1) & CD_TTB_RES0_MASK,
+    nscfg1: getFlag(w, 2, 0),
+    had1: getFlag(w, 2, 1),
+    ttb1: getField(w, 2, 4, 48) * 16,
+    ttb1Res0: getDword(w, 2) & CD_TTB_RES0_MASK,
+    mair: getDword(w, 3),
+    amair: getDword(w, 4),
+    implementationDefined: getDword(w, 5),
+    dword6: getDword(w, 6),
+    dword7: getDword(w, 7),
+  };
+}
