@@ -1,0 +1,371 @@
+/**
+ * An Arm LPAE stage-1 page table living in guest memory (Linux io-pgtable-arm.c, `map_pages`,
+ * `unmap_pages`, `iova_to_phys`). The tables in memory are the only state: every walk reads the
+ * descriptors back, exactly as the SMMU would.
+ */
+import {
+  createIotlbGather,
+  type GuestMemory,
+  hex,
+  IommuProt,
+  type IoPgtableCfg,
+  type IoPgtableOps,
+  type IotlbGather,
+  type MemoryBank,
+  VmmError,
+} from '@vmmkit/core';
+import type { LpaeGeometry } from './geometry.js';
+import {
+  addrHi,
+  addrLo,
+  PTE_TYPE_BLOCK,
+  PTE_TYPE_MASK,
+  PTE_TYPE_PAGE,
+  PTE_TYPE_TABLE,
+  PTE_VALID,
+  protToPte,
+  pteAddr,
+} from './pte.js';
+
+/** One step of a range split into pages: `count` pages of `pgsize` starting at the current address. */
+interface Chunk {
+  pgsize: number;
+  count: number;
+}
+
+export class ArmLpaeS1Pgtable implements IoPgtableOps {
+  private readonly memory: GuestMemory;
+  private readonly pgsizesDesc: number[];
+  private readonly minPgsize: number;
+  private readonly inputLimit: number;
+  private readonly outputLimit: number;
+  private freed = false;
+  /** Scratch for the chunk splitter, reused so map/unmap allocate nothing per page. */
+  private readonly chunk: Chunk = { pgsize: 0, count: 0 };
+
+  constructor(
+    readonly cfg: IoPgtableCfg,
+    private readonly geometry: LpaeGeometry,
+    private readonly pgd: number,
+    pgsizes: readonly number[],
+  ) {
+    this.memory = cfg.memory;
+    this.pgsizesDesc = [...pgsizes].sort((a, b) => b - a);
+    this.minPgsize = Math.min(...pgsizes);
+    this.inputLimit = 2 ** cfg.ias;
+    this.outputLimit = 2 ** cfg.oas;
+  }
+
+  map(iova: number, pa: number, size: number, prot: number): void {
+    this.checkLive();
+    this.checkRange('map', iova, size, this.inputLimit, 'input');
+    this.checkRange('map', pa, size, this.outputLimit, 'output');
+    if ((prot & (IommuProt.READ | IommuProt.WRITE)) === 0) {
+      // Current Linux refuses a mapping nobody can access (older kernels silently mapped nothing).
+      throw new VmmError('EINVAL', `map of ${hex(iova)}: prot ${hex(prot)} grants neither READ nor WRITE`, {
+        iova,
+        prot,
+      });
+    }
+    const attrs = protToPte(prot);
+    let done = 0;
+    try {
+      while (done < size) {
+        const chunk = this.split(iova + done, pa + done, size - done);
+        const level = this.geometry.levelOf(chunk.pgsize);
+        const mapped = this.mapRun(
+          iova + done,
+          pa + done,
+          chunk.pgsize,
+          chunk.count,
+          level,
+          attrs.lo,
+          attrs.hi,
+        );
+        done += mapped * chunk.pgsize;
+      }
+    } catch (error) {
+      // Nothing half-applied: take back what this call installed before failing.
+      if (done > 0) this.rollback(iova, done);
+      throw error;
+    }
+  }
+
+  unmap(iova: number, size: number, gather?: IotlbGather): number {
+    this.checkLive();
+    this.checkRange('unmap', iova, size, this.inputLimit, 'input');
+    const into = gather ?? createIotlbGather();
+    // A range of several entries could meet a partial block after having cleared others: look first.
+    if (size > this.split(iova, iova, size).pgsize) this.unmapRange(iova, size, into, true);
+    return this.unmapRange(iova, size, into, false);
+  }
+
+  iovaToPhys(iova: number): number | null {
+    this.checkLive();
+    if (!Number.isSafeInteger(iova) || iova < 0 || iova >= this.inputLimit) return null;
+    const geometry = this.geometry;
+    let table = this.pgd;
+    for (let level = geometry.startLevel; level < 4; level++) {
+      const slot = table + geometry.index(iova, level) * 8;
+      const bank = this.bankOf(slot);
+      const off = slot - bank.gpa;
+      const lo = bank.view.getUint32(off, true);
+      if ((lo & PTE_VALID) === 0) return null;
+      const hi = bank.view.getUint32(off + 4, true);
+      const type = lo & PTE_TYPE_MASK;
+      if (level === 3) {
+        // Level 3 type 0b01 is reserved: the walker faults on it.
+        return type === PTE_TYPE_PAGE ? pteAddr(lo, hi) + (iova % geometry.granule) : null;
+      }
+      if (type === PTE_TYPE_BLOCK) return pteAddr(lo, hi) + (iova % geometry.blockSize[level]!);
+      table = pteAddr(lo, hi);
+    }
+    return null;
+  }
+
+  free(): void {
+    if (this.freed) return;
+    this.freeTable(this.pgd, this.geometry.startLevel);
+    this.freed = true;
+  }
+
+  /** Installs up to `count` leaves of `pgsize` at `level`, within one table; returns how many. */
+  private mapRun(
+    iova: number,
+    pa: number,
+    pgsize: number,
+    count: number,
+    level: number,
+    attrLo: number,
+    attrHi: number,
+  ): number {
+    const geometry = this.geometry;
+    let table = this.pgd;
+    for (let l = geometry.startLevel; l < level; l++) {
+      const slot = table + geometry.index(iova, l) * 8;
+      const bank = this.bankOf(slot);
+      const off = slot - bank.gpa;
+      const lo = bank.view.getUint32(off, true);
+      if ((lo & PTE_VALID) === 0) {
+        const next = this.cfg.allocator.alloc(geometry.granule, geometry.granule);
+        this.writePte(slot, addrLo(next) | PTE_TYPE_TABLE, addrHi(next));
+        table = next;
+      } else if ((lo & PTE_TYPE_MASK) === PTE_TYPE_TABLE) {
+        table = pteAddr(lo, bank.view.getUint32(off + 4, true));
+      } else {
+        throw this.exists(iova, pgsize, geometry.blockSize[l]!);
+      }
+    }
+    const first = geometry.index(iova, level);
+    const n = Math.min(count, geometry.entries[level]! - first);
+    const type = level === 3 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
+    for (let i = 0; i < n; i++) {
+      const slot = table + (first + i) * 8;
+      const lo = this.memory.readU32(slot);
+      const at = iova + i * pgsize;
+      if ((lo & PTE_VALID) !== 0) {
+        if (level === 3 || (lo & PTE_TYPE_MASK) !== PTE_TYPE_TABLE) {
+          if (i > 0) return i;
+          throw this.exists(at, pgsize, pgsize);
+        }
+        // A table where a block goes: Linux frees it first. Refuse if it still maps anything.
+        const child = pteAddr(lo, this.memory.readU32(slot + 4));
+        if (this.tableMapsAnything(child, level + 1)) {
+          if (i > 0) return i;
+          throw this.exists(at, pgsize, geometry.blockSize[level + 1]!);
+        }
+        this.clearPte(slot);
+        this.cfg.tlb.flushWalk(at, pgsize, geometry.granule);
+        this.freeTable(child, level + 1);
+      }
+      const out = pa + i * pgsize;
+      this.writePte(slot, (addrLo(out) | attrLo | type) >>> 0, (addrHi(out) | attrHi) >>> 0);
+    }
+    return n;
+  }
+
+  /** Linux `iommu_unmap` over `__arm_lpae_unmap`: stops at the first hole. `dryRun` only looks. */
+  private unmapRange(iova: number, size: number, gather: IotlbGather, dryRun: boolean): number {
+    let done = 0;
+    while (done < size) {
+      const chunk = this.split(iova + done, iova + done, size - done);
+      const level = this.geometry.levelOf(chunk.pgsize);
+      const cleared = this.unmapRun(iova + done, chunk.pgsize, chunk.count, level, gather, dryRun);
+      if (cleared === 0) break;
+      done += cleared * chunk.pgsize;
+    }
+    return done;
+  }
+
+  private unmapRun(
+    iova: number,
+    pgsize: number,
+    count: number,
+    level: number,
+    gather: IotlbGather,
+    dryRun: boolean,
+  ): number {
+    const geometry = this.geometry;
+    let table = this.pgd;
+    for (let l = geometry.startLevel; l < level; l++) {
+      const slot = table + geometry.index(iova, l) * 8;
+      const lo = this.memory.readU32(slot);
+      if ((lo & PTE_VALID) === 0) return 0;
+      if ((lo & PTE_TYPE_MASK) !== PTE_TYPE_TABLE) {
+        const block = geometry.blockSize[l]!;
+        const start = iova - (iova % block);
+        // Current Linux refuses to split a block (older kernels rebuilt it as a table minus the hole).
+        throw new VmmError(
+          'EINVAL',
+          `unmap of ${hex(iova)}+${hex(pgsize)} would cut the ${hex(block)} block at ${hex(start)}; unmap the whole block`,
+          { iova, size: pgsize, blockIova: start, blockSize: block },
+        );
+      }
+      table = pteAddr(lo, this.memory.readU32(slot + 4));
+    }
+    const first = geometry.index(iova, level);
+    const n = Math.min(count, geometry.entries[level]! - first);
+    let i = 0;
+    for (; i < n; i++) {
+      const slot = table + (first + i) * 8;
+      const lo = this.memory.readU32(slot);
+      if ((lo & PTE_VALID) === 0) break;
+      if (dryRun) continue;
+      const at = iova + i * pgsize;
+      this.clearPte(slot);
+      if (level < 3 && (lo & PTE_TYPE_MASK) === PTE_TYPE_TABLE) {
+        // Walk caches may hold the table being freed: flush them before its pages are reused.
+        this.cfg.tlb.flushWalk(at, pgsize, geometry.granule);
+        this.freeTable(pteAddr(lo, this.memory.readU32(slot + 4)), level + 1);
+      } else {
+        this.cfg.tlb.addPage(gather, at, pgsize);
+      }
+    }
+    return i;
+  }
+
+  private rollback(iova: number, size: number): void {
+    const gather = createIotlbGather();
+    this.unmapRange(iova, size, gather, false);
+    this.cfg.tlb.flushWalk(iova, size, this.geometry.granule);
+  }
+
+  /** Whether any valid leaf hangs below the table at `table` (of `level`). */
+  private tableMapsAnything(table: number, level: number): boolean {
+    const entries = this.geometry.entries[level]!;
+    for (let i = 0; i < entries; i++) {
+      const lo = this.memory.readU32(table + i * 8);
+      if ((lo & PTE_VALID) === 0) continue;
+      if (level === 3 || (lo & PTE_TYPE_MASK) !== PTE_TYPE_TABLE) return true;
+      if (this.tableMapsAnything(pteAddr(lo, this.memory.readU32(table + i * 8 + 4)), level + 1)) return true;
+    }
+    return false;
+  }
+
+  /** Frees a table and every table below it (Linux `__arm_lpae_free_pgtable`). */
+  private freeTable(table: number, level: number): void {
+    if (level < 3) {
+      const entries = this.geometry.entries[level]!;
+      for (let i = 0; i < entries; i++) {
+        const lo = this.memory.readU32(table + i * 8);
+        if ((lo & PTE_VALID) === 0 || (lo & PTE_TYPE_MASK) !== PTE_TYPE_TABLE) continue;
+        this.freeTable(pteAddr(lo, this.memory.readU32(table + i * 8 + 4)), level + 1);
+      }
+    }
+    this.cfg.allocator.free(table);
+  }
+
+  /**
+   * The largest page that fits `size` and the alignment of both addresses, and how many of them
+   * to use before a larger page becomes possible (Linux `iommu_pgsize`).
+   */
+  private split(iova: number, pa: number, size: number): Chunk {
+    const sizes = this.pgsizesDesc;
+    let pick = 0;
+    for (let k = 0; k < sizes.length; k++) {
+      const s = sizes[k]!;
+      if (s <= size && iova % s === 0 && pa % s === 0) {
+        pick = k;
+        break;
+      }
+    }
+    const pgsize = sizes[pick]!;
+    let count = Math.floor(size / pgsize);
+    if (pick > 0) {
+      const larger = sizes[pick - 1]!;
+      const toBoundary = (larger - (iova % larger)) % larger;
+      if ((iova - pa) % larger === 0 && size - toBoundary >= larger) count = toBoundary / pgsize;
+    }
+    this.chunk.pgsize = pgsize;
+    this.chunk.count = count;
+    return this.chunk;
+  }
+
+  /** Leaves are written high half first, so a walker never pairs a valid low half with a stale high one. */
+  private writePte(slot: number, lo: number, hi: number): void {
+    const bank = this.bankOf(slot, 'write');
+    const off = slot - bank.gpa;
+    bank.view.setUint32(off + 4, hi, true);
+    bank.view.setUint32(off, lo, true);
+  }
+
+  /** Cleared low half (with the valid bit) first, for the same reason. */
+  private clearPte(slot: number): void {
+    const bank = this.bankOf(slot, 'write');
+    const off = slot - bank.gpa;
+    bank.view.setUint32(off, 0, true);
+    bank.view.setUint32(off + 4, 0, true);
+  }
+
+  private bankOf(slot: number, access: 'read' | 'write' = 'read'): MemoryBank {
+    const bank = this.memory.ramBank(slot, 8, access);
+    if (bank === null) {
+      throw new VmmError(
+        'EFAULT',
+        `page-table entry at ${hex(slot)} is not in guest RAM (was a bank removed under the table?)`,
+        { gpa: slot },
+      );
+    }
+    return bank;
+  }
+
+  private checkRange(op: string, addr: number, size: number, limit: number, what: string): void {
+    const min = this.minPgsize;
+    if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(size) || addr < 0 || size <= 0) {
+      throw new VmmError(
+        'EINVAL',
+        `${op}: ${what} address and size must be non-negative integers, size > 0`,
+        {
+          addr,
+          size,
+        },
+      );
+    }
+    if (addr % min !== 0 || size % min !== 0) {
+      throw new VmmError(
+        'EINVAL',
+        `${op} of ${hex(addr)}+${hex(size)}: ${what} address and size must be multiples of the ${hex(min)} granule`,
+        { addr, size, granule: min },
+      );
+    }
+    if (addr + size > limit) {
+      throw new VmmError(
+        'EINVAL',
+        `${op} of ${hex(addr)}+${hex(size)} ends beyond the ${Math.log2(limit)}-bit ${what} address space`,
+        { addr, size, bits: Math.log2(limit) },
+      );
+    }
+  }
+
+  private exists(iova: number, pgsize: number, existing: number): VmmError {
+    return new VmmError(
+      'EEXIST',
+      `${hex(iova)} is already mapped (by a ${hex(existing)} entry); unmap it before mapping ${hex(pgsize)} there`,
+      { iova, size: pgsize },
+    );
+  }
+
+  private checkLive(): void {
+    if (this.freed) throw new VmmError('EINVAL', 'this arm-lpae-s1 page table was freed');
+  }
+}
