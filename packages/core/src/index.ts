@@ -44,6 +44,31 @@ export type {
 } from './pgtable/io-pgtable.js';
 export { createIotlbGather, IommuProt } from './pgtable/io-pgtable.js';
 export { IoPgtableRegistry } from './pgtable/registry.js';
+export { DeviceQueue } from './virtio/device-queue.js';
+export type { DriverQueueOptions } from './virtio/driver-queue.js';
+export { DriverQueue } from './virtio/driver-queue.js';
+export {
+  isValidQueueSize,
+  MAX_QUEUE_SIZE,
+  needEvent,
+  splitQueueBytes,
+  splitQueueLayout,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_F_NO_NOTIFY,
+} from './virtio/layout.js';
+export type { VirtioMmioInitOptions, VirtioMmioInitResult } from './virtio/mmio-driver.js';
+export { VirtioMmioDriver } from './virtio/mmio-driver.js';
+export {
+  VIRTIO_MMIO_MAGIC,
+  VIRTIO_MMIO_VERSION,
+  VirtioMmioInterrupt,
+  VirtioMmioReg,
+} from './virtio/mmio-registers.js';
+export type { VirtioMmioTransportEvents, VirtioMmioTransportOptions } from './virtio/mmio-transport.js';
+export { VirtioMmioTransport } from './virtio/mmio-transport.js';
 export type {
   ChainErrorKind,
   DescriptorChain,

@@ -65,6 +65,11 @@ export interface VirtioActivation<Q> {
   notifyUsed(queueIndex: number): void;
   /** Enters DEVICE_NEEDS_RESET and signals a configuration change. */
   needsReset(reason: string): void;
+  /**
+   * The device changed its configuration space: the transport bumps ConfigGeneration and sends a
+   * configuration change notification. Optional so that other transports may omit it.
+   */
+  configChanged?(): void;
 }
 
 /**
@@ -108,4 +113,7 @@ export interface MmioAccessor {
   write32(gpa: number, value: number): void;
   read8(gpa: number): number;
   write8(gpa: number, value: number): void;
+  /** 16-bit accesses, for 16-bit config fields (virtio 1.2 §4.2.2.2); optional. */
+  read16?(gpa: number): number;
+  write16?(gpa: number, value: number): void;
 }

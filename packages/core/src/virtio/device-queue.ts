@@ -1,0 +1,369 @@
+import { hex, VmmError } from '../errors.js';
+import type { MemoryBank } from '../memory/bank.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { ReusableChain } from './chain.js';
+import {
+  AVAIL_FLAGS,
+  AVAIL_IDX,
+  AVAIL_RING,
+  availEventOffset,
+  availRingBytes,
+  DESC_SIZE,
+  descTableBytes,
+  layoutProblem,
+  needEvent,
+  USED_ELEM_SIZE,
+  USED_FLAGS,
+  USED_IDX,
+  USED_RING,
+  usedEventOffset,
+  usedRingBytes,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_F_NO_NOTIFY,
+} from './layout.js';
+import type { ChainErrorKind, DeviceQueueApi, PopResult } from './queue-api.js';
+import { RingArea } from './ring-area.js';
+import type { QueueFeatures, QueueLayout } from './types.js';
+
+/** virtio 1.2 §2.7.5.2: a chain may not be longer than 2^32 bytes in total. */
+const MAX_CHAIN_BYTES = 2 ** 32;
+/** `next` is a le16, so entries of an indirect table past 65536 can never be reached. */
+const MAX_INDIRECT_ENTRIES = 65536;
+/** Addresses at or above 2^53 (high word ≥ 2^21) cannot be guest-physical addresses here. */
+const MAX_ADDR_HIGH = 0x200000;
+/** Segment objects created up front; more are added only for unusually long chains. */
+const INITIAL_SEGMENTS = 64;
+
+/**
+ * Device side of a split virtqueue (virtio 1.2 §2.7), for a device model on the host.
+ *
+ * Everything the driver wrote is treated as hostile: a pop never throws, walks at most the
+ * queue size (or the indirect table size) of descriptors, and returns only buffers that lie in
+ * guest RAM. Malformed chains come back as `{ ok: false }` results; an available index that runs
+ * ahead by more than the queue size breaks the queue for good (the transport then asks for a
+ * device reset through `onBroken`).
+ *
+ * Typical device loop, so no available-buffer notification is lost:
+ * ```ts
+ * do {
+ *   q.enableNotifications(false);
+ *   for (let r = q.pop(); r !== null; r = q.pop()) q.pushUsed(r.ok ? r.chain.head : r.head, handle(r));
+ *   q.enableNotifications(true);
+ * } while (q.hasAvailable());
+ * if (q.needsInterrupt()) activation.notifyUsed(index);
+ * ```
+ */
+export class DeviceQueue implements DeviceQueueApi {
+  readonly size: number;
+  readonly layout: QueueLayout;
+  readonly features: QueueFeatures;
+  private readonly memory: GuestMemory;
+  private readonly onBroken: ((reason: string) => void) | undefined;
+  private readonly desc: RingArea;
+  private readonly avail: RingArea;
+  private readonly used: RingArea;
+  private readonly usedEventAt: number;
+  private readonly availEventAt: number;
+  private readonly chain: ReusableChain;
+  private readonly okResult: { ok: true; chain: ReusableChain };
+  private readonly sizeMask: number;
+  private lastAvail = 0;
+  private nextUsed = 0;
+  /** `used.idx` at the last `needsInterrupt` call: the `old` of the EVENT_IDX rule. */
+  private signalledUsed = 0;
+  /** Chains popped and not yet returned. */
+  private inFlight = 0;
+  private notificationsOn = true;
+  private brokenReason: string | null = null;
+  /** Detail of the last refused chain (set by `fail`). */
+  private errorDetail = '';
+  private readonly onBankRemoved: (bank: MemoryBank) => void;
+
+  constructor(
+    memory: GuestMemory,
+    layout: QueueLayout,
+    features: QueueFeatures,
+    onBroken?: (reason: string) => void,
+  ) {
+    const problem = layoutProblem(layout);
+    if (problem !== null) throw new VmmError('EINVAL', `invalid queue layout: ${problem}`, { ...layout });
+    const { size } = layout;
+    const desc = RingArea.resolve(memory, layout.descTable, descTableBytes(size), 'read');
+    const avail = RingArea.resolve(memory, layout.availRing, availRingBytes(size), 'read');
+    const used = RingArea.resolve(memory, layout.usedRing, usedRingBytes(size), 'write');
+    if (desc === null || avail === null || used === null) {
+      const which = desc === null ? 'descriptor table' : avail === null ? 'available ring' : 'used ring';
+      throw new VmmError(
+        'EFAULT',
+        `the ${which} of a ${size}-entry queue is not inside one ${which === 'used ring' ? 'writable ' : ''}RAM bank`,
+        { ...layout },
+      );
+    }
+    this.memory = memory;
+    this.layout = { ...layout };
+    this.features = { eventIdx: features.eventIdx, indirect: features.indirect };
+    this.onBroken = onBroken;
+    this.size = size;
+    this.sizeMask = size - 1;
+    this.desc = desc;
+    this.avail = avail;
+    this.used = used;
+    this.usedEventAt = usedEventOffset(size);
+    this.availEventAt = availEventOffset(size);
+    this.chain = new ReusableChain(memory, Math.min(size, INITIAL_SEGMENTS));
+    this.okResult = { ok: true, chain: this.chain };
+    // A ring whose bank is unplugged must not be touched again (the views would outlive the bank).
+    this.onBankRemoved = (bank) => {
+      if (bank === desc.bank || bank === avail.bank || bank === used.bank) {
+        this.markBroken(`the RAM bank at ${hex(bank.gpa)} holding the ring was removed`);
+      }
+    };
+    memory.on('bankRemoved', this.onBankRemoved);
+    // The device starts from whatever the driver left in the used index (0 after its reset).
+    this.nextUsed = used.loadU16(USED_IDX);
+    this.signalledUsed = this.nextUsed;
+  }
+
+  get broken(): boolean {
+    return this.brokenReason !== null;
+  }
+
+  /** Why the queue broke, or `null`. */
+  get brokenBecause(): string | null {
+    return this.brokenReason;
+  }
+
+  /** The available index the device will read next (`last_avail_idx`). */
+  get nextAvailIndex(): number {
+    return this.lastAvail;
+  }
+
+  /** The used index the device will publish next. */
+  get nextUsedIndex(): number {
+    return this.nextUsed;
+  }
+
+  /** Chains popped and not yet given back with `pushUsed`. */
+  get inFlightCount(): number {
+    return this.inFlight;
+  }
+
+  /** Whether the driver made buffers available that were not popped yet. */
+  hasAvailable(): boolean {
+    if (this.brokenReason !== null) return false;
+    return this.avail.loadU16(AVAIL_IDX) !== this.lastAvail;
+  }
+
+  /** Stops using the ring (transport reset): no more pops, pushes or bank-removal tracking. */
+  dispose(): void {
+    this.memory.off('bankRemoved', this.onBankRemoved);
+    if (this.brokenReason === null) this.brokenReason = 'the queue was disposed';
+  }
+
+  pop(): PopResult | null {
+    if (this.brokenReason !== null) return null;
+    const availIdx = this.avail.loadU16(AVAIL_IDX);
+    const pending = (availIdx - this.lastAvail) & 0xffff;
+    if (pending === 0) return null;
+    if (pending > this.size) {
+      // virtio 1.2 §2.7.13.3: the driver only ever adds as many entries as the ring holds, so an
+      // index further ahead is a broken driver; rust-vmm calls it InvalidAvailRingIndex.
+      this.markBroken(
+        `available index ${availIdx} is ${pending} entries ahead of ${this.lastAvail}, more than the queue size ${this.size}`,
+      );
+      return null;
+    }
+    const slot = this.lastAvail & this.sizeMask;
+    const head = this.avail.view.getUint16(this.avail.offset + AVAIL_RING + 2 * slot, true);
+    this.lastAvail = (this.lastAvail + 1) & 0xffff;
+    this.inFlight++;
+    if (this.features.eventIdx && this.notificationsOn) {
+      // virtio 1.2 §2.7.10: ask for a notification as soon as the driver adds past what we read.
+      this.used.storeU16(this.availEventAt, this.lastAvail);
+    }
+    const error = this.walk(head);
+    if (error === null) return this.okResult;
+    return { ok: false, head, error, detail: this.errorDetail };
+  }
+
+  private fail(kind: ChainErrorKind, detail: string): ChainErrorKind {
+    this.errorDetail = detail;
+    return kind;
+  }
+
+  /** Walks the chain at `head` into the reusable chain object; returns why it was refused, or `null`. */
+  private walk(head: number): ChainErrorKind | null {
+    const chain = this.chain;
+    chain.reset(head);
+    const memory = this.memory;
+    const indirectAllowed = this.features.indirect;
+    let view = this.desc.view;
+    let tableOffset = this.desc.offset;
+    let tableSize = this.size;
+    let inIndirect = false;
+    // virtio 1.2 §2.7.5.3.1 / §2.7.5.2: a chain has at most as many descriptors as its table, so
+    // a walk that needs more has looped.
+    let budget = tableSize;
+    let index = head;
+    let total = 0;
+    let seenWritable = false;
+    if (index >= tableSize) {
+      return this.fail('head-out-of-range', `head ${index} is not below the queue size ${tableSize}`);
+    }
+    for (;;) {
+      if (budget-- === 0) {
+        return this.fail(
+          'loop',
+          `chain at head ${head} visits more than ${tableSize} descriptors${inIndirect ? ' of its indirect table' : ''}`,
+        );
+      }
+      const at = tableOffset + DESC_SIZE * index;
+      const addrLow = view.getUint32(at, true);
+      const addrHigh = view.getUint32(at + 4, true);
+      const len = view.getUint32(at + 8, true);
+      const flags = view.getUint16(at + 12, true);
+      const next = view.getUint16(at + 14, true);
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // virtio 1.2 §2.7.5.3.1: only when negotiated, never nested, never together with NEXT.
+        if (!indirectAllowed) {
+          return this.fail(
+            'indirect-not-negotiated',
+            `descriptor ${index} is indirect but INDIRECT_DESC was not negotiated`,
+          );
+        }
+        if (inIndirect)
+          return this.fail('nested-indirect', `indirect table entry ${index} points to another table`);
+        if ((flags & VIRTQ_DESC_F_NEXT) !== 0) {
+          return this.fail('indirect-with-next', `descriptor ${index} sets both INDIRECT and NEXT`);
+        }
+        // virtio 1.2 §2.7.5.3.2: the table length is a non-zero multiple of 16 bytes.
+        if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > MAX_INDIRECT_ENTRIES) {
+          return this.fail(
+            'indirect-bad-length',
+            `indirect table length ${len} is not a multiple of 16 from 16 to 1 MiB`,
+          );
+        }
+        if (addrHigh >= MAX_ADDR_HIGH) {
+          return this.fail(
+            'buffer-not-in-ram',
+            `indirect table at 0x${addrHigh.toString(16)}_${addrLow.toString(16).padStart(8, '0')} is beyond guest memory`,
+          );
+        }
+        const tableGpa = addrHigh * 0x100000000 + addrLow;
+        // The walker indexes the bank directly, so the table must lie in one RAM bank.
+        const bank = memory.ramBank(tableGpa, len, 'read');
+        if (bank === null) {
+          return this.fail(
+            'buffer-not-in-ram',
+            `indirect table ${hex(tableGpa)}+${len} is not inside one RAM bank`,
+          );
+        }
+        // virtio 1.2 §2.7.5.3.1: the WRITE flag of the descriptor pointing to the table is ignored.
+        view = bank.view;
+        tableOffset = tableGpa - bank.gpa;
+        tableSize = len / DESC_SIZE;
+        budget = tableSize;
+        inIndirect = true;
+        index = 0;
+        continue;
+      }
+      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (writable) seenWritable = true;
+      else if (seenWritable) {
+        // virtio 1.2 §2.7.4.2: device-writable descriptors come after all device-readable ones.
+        return this.fail('readable-after-writable', `readable descriptor ${index} follows a writable one`);
+      }
+      total += len;
+      if (total > MAX_CHAIN_BYTES) {
+        return this.fail('chain-too-long', `chain at head ${head} holds more than 4 GiB`);
+      }
+      if (len !== 0) {
+        if (addrHigh >= MAX_ADDR_HIGH) {
+          return this.fail('buffer-not-in-ram', `descriptor ${index} addresses beyond guest memory`);
+        }
+        const addr = addrHigh * 0x100000000 + addrLow;
+        // Buffers must be guest RAM the device may access in that direction (never device or
+        // reserved banks, never read-only memory for a writable buffer).
+        if (!memory.isAccessible(addr, len, writable ? 'write' : 'read')) {
+          return this.fail(
+            'buffer-not-in-ram',
+            `${writable ? 'writable' : 'readable'} buffer ${hex(addr)}+${len} of descriptor ${index} is not guest RAM`,
+          );
+        }
+        if (writable) chain.addWritable(addr, len);
+        else chain.addReadable(addr, len);
+      }
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return null;
+      if (next >= tableSize) {
+        return this.fail('next-out-of-range', `descriptor ${index} links to ${next}, not below ${tableSize}`);
+      }
+      index = next;
+    }
+  }
+
+  /**
+   * Returns the chain whose head the driver placed in the available ring, with `len` bytes
+   * written into its writable part. Every popped entry must be returned exactly once — refused
+   * chains too (`PopResult.ok === false`): give them back with `len` 0 so the driver gets its
+   * descriptors back (virtio 1.2 §2.7.8: the device must not report more bytes than it wrote).
+   * After the queue broke this does nothing: the driver has to reset the device anyway.
+   */
+  pushUsed(head: number, len: number): void {
+    if (this.brokenReason !== null) return;
+    if (!Number.isInteger(head) || head < 0 || head > 0xffff) {
+      throw new VmmError('EINVAL', `used head ${String(head)} is not a descriptor index from pop()`, {
+        head,
+      });
+    }
+    if (!Number.isInteger(len) || len < 0 || len > 0xffffffff) {
+      throw new VmmError('EINVAL', `used length ${String(len)} must be an integer from 0 to 2^32-1`, { len });
+    }
+    if (this.inFlight === 0) {
+      throw new VmmError('EINVAL', `pushUsed(${head}) without a popped chain to return`, { head });
+    }
+    this.inFlight--;
+    const used = this.used;
+    const at = used.offset + USED_RING + USED_ELEM_SIZE * (this.nextUsed & this.sizeMask);
+    used.view.setUint32(at, head, true);
+    used.view.setUint32(at + 4, len, true);
+    this.nextUsed = (this.nextUsed + 1) & 0xffff;
+    // virtio 1.2 §2.7.8.2: the element is written before the index that publishes it.
+    used.storeU16(USED_IDX, this.nextUsed);
+  }
+
+  needsInterrupt(): boolean {
+    if (this.brokenReason !== null) return false;
+    const next = this.nextUsed;
+    const old = this.signalledUsed;
+    if (next === old) return false;
+    this.signalledUsed = next;
+    if (this.features.eventIdx) {
+      // virtio 1.2 §2.7.10: notify only when used.idx passed used_event; ring flags are ignored.
+      return needEvent(this.avail.loadU16(this.usedEventAt), next, old);
+    }
+    // virtio 1.2 §2.7.7.2: notify unless the driver set VIRTQ_AVAIL_F_NO_INTERRUPT.
+    return (this.avail.loadU16(AVAIL_FLAGS) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  enableNotifications(enable: boolean): void {
+    if (this.brokenReason !== null) return;
+    this.notificationsOn = enable;
+    if (this.features.eventIdx) {
+      // virtio 1.2 §2.7.10: with EVENT_IDX the used flags stay 0; avail_event says from where on
+      // a notification is wanted. Disabling simply stops moving it forward.
+      if (enable) this.used.storeU16(this.availEventAt, this.lastAvail);
+      return;
+    }
+    this.used.storeU16(USED_FLAGS, enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);
+  }
+
+  private markBroken(reason: string): void {
+    if (this.brokenReason !== null) return;
+    this.brokenReason = reason;
+    this.memory.off('bankRemoved', this.onBankRemoved);
+    this.onBroken?.(reason);
+  }
+}

@@ -1,0 +1,529 @@
+import { hex } from '../errors.js';
+import { TypedEmitter } from '../events.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { DeviceQueue } from './device-queue.js';
+import {
+  AVAIL_ALIGN,
+  availRingBytes,
+  DESC_ALIGN,
+  descTableBytes,
+  USED_ALIGN,
+  usedRingBytes,
+} from './layout.js';
+import {
+  VirtioMmioReg as Reg,
+  VIRTIO_MMIO_MAGIC,
+  VIRTIO_MMIO_VERSION,
+  VirtioMmioInterrupt,
+} from './mmio-registers.js';
+import { RingArea } from './ring-area.js';
+import {
+  DeviceStatus,
+  featureBit,
+  type InterruptLine,
+  type MmioHandler,
+  type QueueLayout,
+  type VirtioActivation,
+  type VirtioDevice,
+  VirtioFeature,
+} from './types.js';
+
+export interface VirtioMmioTransportOptions {
+  memory: GuestMemory;
+  interrupt: InterruptLine;
+}
+
+export interface VirtioMmioTransportEvents {
+  /** The driver wrote Status; `status` is what the register holds afterwards. */
+  status: (status: number) => void;
+  /** Status 0 was written: device and transport are back to their initial state. */
+  reset: () => void;
+  /** DRIVER_OK was accepted and the device activated. */
+  activated: (features: bigint) => void;
+  /** FEATURES_OK was left clear. */
+  featuresRefused: (features: bigint, reason: string) => void;
+  /** QueueReady=1 was refused; the queue stays not ready. */
+  queueRefused: (queueIndex: number, reason: string) => void;
+  /** The device entered DEVICE_NEEDS_RESET. */
+  needsReset: (reason: string) => void;
+  /** A device callback threw; the transport contained it and asked for a reset. */
+  deviceError: (error: unknown) => void;
+}
+
+/** Transport features the split-ring virtio-mmio transport here does not implement. */
+const UNSUPPORTED_FEATURES =
+  featureBit(VirtioFeature.RING_PACKED) |
+  featureBit(38) /* NOTIFICATION_DATA */ |
+  featureBit(40) /* RING_RESET */;
+
+const DRIVER_BITS =
+  DeviceStatus.ACKNOWLEDGE |
+  DeviceStatus.DRIVER |
+  DeviceStatus.FEATURES_OK |
+  DeviceStatus.DRIVER_OK |
+  DeviceStatus.FAILED;
+
+/** Which address registers the driver wrote since reset (a queue needs all three). */
+const WROTE_DESC = 1;
+const WROTE_DRIVER = 2;
+const WROTE_DEVICE = 4;
+const WROTE_ALL = 7;
+
+class QueueRegisters {
+  num = 0;
+  ready = false;
+  /** desc low/high, driver low/high, device low/high. */
+  readonly addr = new Uint32Array(6);
+  wrote = 0;
+
+  clear(): void {
+    this.num = 0;
+    this.ready = false;
+    this.addr.fill(0);
+    this.wrote = 0;
+  }
+}
+
+function joinAddress(low: number, high: number): number {
+  // High words ≥ 2^21 make addresses beyond 2^53: return a value no RAM check accepts.
+  return high >= 0x200000 ? -1 : high * 0x100000000 + low;
+}
+
+/**
+ * The virtio-mmio version 2 register file (virtio 1.2 §4.2.2) in front of a `VirtioDevice`.
+ *
+ * Every register access comes from the guest and is hostile: `read` and `write` never throw,
+ * unknown or misaligned accesses read 0 and are ignored, and a device callback that throws is
+ * contained and turned into DEVICE_NEEDS_RESET.
+ */
+export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents> implements MmioHandler {
+  readonly name: string;
+  readonly size: number;
+  readonly device: VirtioDevice<DeviceQueue>;
+  private readonly memory: GuestMemory;
+  private readonly interrupt: InterruptLine;
+  /** Features offered to the driver: the device's plus VERSION_1, minus what this transport lacks. */
+  readonly offeredFeatures: bigint;
+  private readonly offeredHalves: Uint32Array;
+  private readonly queueRegs: QueueRegisters[];
+  private statusReg = 0;
+  private deviceFeaturesSel = 0;
+  private driverFeaturesSel = 0;
+  private readonly driverFeatureHalves = new Uint32Array(2);
+  private negotiated = 0n;
+  private queueSel = 0;
+  private interruptStatusReg = 0;
+  private generation = 0;
+  private queues: (DeviceQueue | undefined)[] = [];
+  /** Bumped on reset, so callbacks of an earlier activation are ignored. */
+  private epoch = 0;
+
+  constructor(device: VirtioDevice<DeviceQueue>, options: VirtioMmioTransportOptions) {
+    super();
+    this.device = device;
+    this.name = `virtio-mmio:${device.name}`;
+    this.memory = options.memory;
+    this.interrupt = options.interrupt;
+    this.size = Math.max(0x200, Math.ceil((Reg.CONFIG + device.configSize) / 0x100) * 0x100);
+    this.offeredFeatures =
+      (device.deviceFeatures | featureBit(VirtioFeature.VERSION_1)) & ~UNSUPPORTED_FEATURES;
+    this.offeredHalves = new Uint32Array([
+      Number(this.offeredFeatures & 0xffffffffn),
+      Number((this.offeredFeatures >> 32n) & 0xffffffffn),
+    ]);
+    this.queueRegs = device.queueMaxSizes.map(() => new QueueRegisters());
+  }
+
+  /** The Status register. */
+  get status(): number {
+    return this.statusReg;
+  }
+
+  /** The InterruptStatus register. */
+  get interruptStatus(): number {
+    return this.interruptStatusReg;
+  }
+
+  /** Features accepted with FEATURES_OK (0 before). */
+  get features(): bigint {
+    return this.negotiated;
+  }
+
+  /** The queues handed to the device at DRIVER_OK (empty before). */
+  get activeQueues(): readonly (DeviceQueue | undefined)[] {
+    return this.queues;
+  }
+
+  read(offset: number, size: 1 | 2 | 4 | 8): number {
+    if (!Number.isInteger(offset) || offset < 0 || offset >= this.size) return 0;
+    if (offset >= Reg.CONFIG) return this.readConfig(offset - Reg.CONFIG, size);
+    // virtio 1.2 §4.2.2.2: control registers take aligned 32-bit accesses only.
+    if (size !== 4 || offset % 4 !== 0) return 0;
+    switch (offset) {
+      case Reg.MAGIC_VALUE:
+        return VIRTIO_MMIO_MAGIC;
+      case Reg.VERSION:
+        return VIRTIO_MMIO_VERSION;
+      case Reg.DEVICE_ID:
+        return this.device.deviceId >>> 0;
+      case Reg.VENDOR_ID:
+        return this.device.vendorId >>> 0;
+      case Reg.DEVICE_FEATURES:
+        return this.deviceFeaturesSel < 2 ? this.offeredHalves[this.deviceFeaturesSel]! : 0;
+      case Reg.QUEUE_NUM_MAX: {
+        // 0 tells the driver the selected queue does not exist.
+        const max = this.device.queueMaxSizes[this.queueSel];
+        return this.queueRegs[this.queueSel] === undefined || max === undefined ? 0 : max >>> 0;
+      }
+      case Reg.QUEUE_READY:
+        return this.queueRegs[this.queueSel]?.ready ? 1 : 0;
+      case Reg.INTERRUPT_STATUS:
+        return this.interruptStatusReg;
+      case Reg.STATUS:
+        return this.statusReg;
+      case Reg.SHM_LEN_LOW:
+      case Reg.SHM_LEN_HIGH:
+      case Reg.SHM_BASE_LOW:
+      case Reg.SHM_BASE_HIGH:
+        // No shared memory regions: length and base read as all ones (virtio 1.2 §4.2.2).
+        return 0xffffffff;
+      case Reg.CONFIG_GENERATION:
+        return this.generation;
+      default:
+        return 0;
+    }
+  }
+
+  write(offset: number, size: 1 | 2 | 4 | 8, value: number): void {
+    if (!Number.isInteger(offset) || offset < 0 || offset >= this.size) return;
+    const v = Number.isFinite(value) ? value >>> 0 : 0;
+    if (offset >= Reg.CONFIG) {
+      this.writeConfig(offset - Reg.CONFIG, size, v);
+      return;
+    }
+    if (size !== 4 || offset % 4 !== 0) return;
+    switch (offset) {
+      case Reg.DEVICE_FEATURES_SEL:
+        this.deviceFeaturesSel = v;
+        return;
+      case Reg.DRIVER_FEATURES:
+        // virtio 1.2 §2.2.1: the feature set is fixed once FEATURES_OK was written.
+        if ((this.statusReg & DeviceStatus.FEATURES_OK) === 0 && this.driverFeaturesSel < 2) {
+          this.driverFeatureHalves[this.driverFeaturesSel] = v;
+        }
+        return;
+      case Reg.DRIVER_FEATURES_SEL:
+        this.driverFeaturesSel = v;
+        return;
+      case Reg.QUEUE_SEL:
+        this.queueSel = v;
+        return;
+      case Reg.QUEUE_NUM: {
+        const q = this.writableQueue();
+        if (q !== null) q.num = v;
+        return;
+      }
+      case Reg.QUEUE_READY:
+        this.writeQueueReady(v);
+        return;
+      case Reg.QUEUE_NOTIFY:
+        this.queueNotify(v);
+        return;
+      case Reg.INTERRUPT_ACK:
+        this.interruptStatusReg &= ~v;
+        if (this.interruptStatusReg === 0) this.interrupt.lower?.();
+        return;
+      case Reg.STATUS:
+        this.writeStatus(v);
+        return;
+      case Reg.QUEUE_DESC_LOW:
+      case Reg.QUEUE_DESC_HIGH:
+      case Reg.QUEUE_DRIVER_LOW:
+      case Reg.QUEUE_DRIVER_HIGH:
+      case Reg.QUEUE_DEVICE_LOW:
+      case Reg.QUEUE_DEVICE_HIGH: {
+        const q = this.writableQueue();
+        if (q === null) return;
+        const slot = ((offset - Reg.QUEUE_DESC_LOW) >>> 4) * 2 + ((offset >>> 2) & 1);
+        q.addr[slot] = v;
+        q.wrote |= [WROTE_DESC, WROTE_DRIVER, WROTE_DEVICE][slot >>> 1]!;
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /**
+   * The device changed its configuration space: bump ConfigGeneration and, once the driver is
+   * running, send a configuration change notification (virtio 1.2 §2.5.1, §4.2.2).
+   */
+  configChanged(): void {
+    this.generation = (this.generation + 1) >>> 0;
+    if ((this.statusReg & DeviceStatus.DRIVER_OK) !== 0) this.signal(VirtioMmioInterrupt.CONFIG_CHANGE);
+  }
+
+  /** Puts the device in DEVICE_NEEDS_RESET (virtio 1.2 §2.1.2). */
+  needsReset(reason: string): void {
+    if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return;
+    this.statusReg |= DeviceStatus.DEVICE_NEEDS_RESET;
+    this.emit('needsReset', reason);
+    // virtio 1.2 §2.1.2: with DRIVER_OK set, the device sends a configuration change notification.
+    if ((this.statusReg & DeviceStatus.DRIVER_OK) !== 0) this.signal(VirtioMmioInterrupt.CONFIG_CHANGE);
+  }
+
+  private signal(bits: number): void {
+    this.interruptStatusReg |= bits;
+    this.interrupt.raise();
+  }
+
+  private readConfig(offset: number, size: number): number {
+    if (!this.configAccessOk(offset, size)) return 0;
+    try {
+      return this.device.readConfig(offset, size as 1 | 2 | 4) >>> 0;
+    } catch (error) {
+      this.deviceFailed(error);
+      return 0;
+    }
+  }
+
+  private writeConfig(offset: number, size: number, value: number): void {
+    if (!this.configAccessOk(offset, size)) return;
+    try {
+      this.device.writeConfig(
+        offset,
+        size as 1 | 2 | 4,
+        size === 4 ? value : value & ((1 << (8 * size)) - 1),
+      );
+    } catch (error) {
+      this.deviceFailed(error);
+    }
+  }
+
+  /** virtio 1.2 §4.2.2.2: config fields take naturally aligned 8-, 16- or 32-bit accesses. */
+  private configAccessOk(offset: number, size: number): boolean {
+    return (
+      (size === 1 || size === 2 || size === 4) &&
+      offset % size === 0 &&
+      offset + size <= this.device.configSize
+    );
+  }
+
+  /** The selected queue if its registers may be written: before DRIVER_OK and while not ready. */
+  private writableQueue(): QueueRegisters | null {
+    const q = this.queueRegs[this.queueSel];
+    if (q === undefined || q.ready) return null;
+    // virtio 1.2 §4.2.3.2: queues are configured during initialisation, before DRIVER_OK.
+    if ((this.statusReg & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) !== 0) return null;
+    return q;
+  }
+
+  private writeQueueReady(value: number): void {
+    const index = this.queueSel;
+    const q = this.queueRegs[index];
+    if (q === undefined) return;
+    if ((this.statusReg & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) !== 0) return;
+    if (value === 0) {
+      q.ready = false;
+      return;
+    }
+    if (value !== 1 || q.ready) return;
+    const problem = this.queueProblem(index, q);
+    if (problem !== null) {
+      this.emit('queueRefused', index, problem);
+      return;
+    }
+    q.ready = true;
+  }
+
+  /** Why the selected queue cannot be enabled, or `null`. The queue then simply stays not ready. */
+  private queueProblem(index: number, q: QueueRegisters): string | null {
+    // virtio 1.2 §3.1.1: queues are set up after FEATURES_OK, so the ring format is known.
+    if ((this.statusReg & DeviceStatus.FEATURES_OK) === 0) return 'QueueReady before FEATURES_OK';
+    if ((q.wrote & WROTE_ALL) !== WROTE_ALL) return 'QueueReady before all three ring addresses were written';
+    const max = this.device.queueMaxSizes[index]!;
+    const n = q.num;
+    // virtio 1.2 §2.7 and §4.2.2: QueueNum is a power of two no larger than QueueNumMax.
+    if (n === 0 || n > max || (n & (n - 1)) !== 0 || n > 32768) {
+      return `QueueNum ${n} is not a power of two from 1 to QueueNumMax ${max}`;
+    }
+    const layout = this.layoutOf(q);
+    const parts = [
+      ['descriptor table', layout.descTable, DESC_ALIGN, descTableBytes(n), 'read'],
+      ['driver area', layout.availRing, AVAIL_ALIGN, availRingBytes(n), 'read'],
+      ['device area', layout.usedRing, USED_ALIGN, usedRingBytes(n), 'write'],
+    ] as const;
+    for (const [name, addr, align, bytes, access] of parts) {
+      // virtio 1.2 §2.7 "Virtqueue Part Alignment".
+      if (addr < 0 || addr % align !== 0)
+        return `${name} address ${addr < 0 ? 'beyond 2^53' : hex(addr)} is not ${align}-byte aligned RAM`;
+      // The ring must be RAM the device may access; this model also needs each part in one bank.
+      if (RingArea.resolve(this.memory, addr, bytes, access) === null) {
+        return `${name} ${hex(addr)}+${bytes} is not inside one ${access === 'write' ? 'writable ' : ''}RAM bank`;
+      }
+    }
+    return null;
+  }
+
+  private layoutOf(q: QueueRegisters): QueueLayout {
+    const a = q.addr;
+    return {
+      size: q.num,
+      descTable: joinAddress(a[0]!, a[1]!),
+      availRing: joinAddress(a[2]!, a[3]!),
+      usedRing: joinAddress(a[4]!, a[5]!),
+    };
+  }
+
+  private queueNotify(index: number): void {
+    // virtio 1.2 §2.1.2 / §3.1: notifications only mean something once the device is live.
+    if ((this.statusReg & DeviceStatus.DRIVER_OK) === 0) return;
+    if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return;
+    if (this.queues[index] === undefined) return;
+    try {
+      this.device.notify(index);
+    } catch (error) {
+      this.deviceFailed(error);
+    }
+  }
+
+  private writeStatus(value: number): void {
+    if ((value & 0xff) === 0) {
+      this.reset();
+      return;
+    }
+    const before = this.statusReg;
+    // virtio 1.2 §2.1.1: the driver never clears bits (only a reset does) and never sets
+    // DEVICE_NEEDS_RESET; bits it tries to clear stay set.
+    const added = value & DRIVER_BITS & ~before;
+    if ((added & DeviceStatus.ACKNOWLEDGE) !== 0) this.statusReg |= DeviceStatus.ACKNOWLEDGE;
+    // virtio 1.2 §3.1.1: DRIVER follows ACKNOWLEDGE.
+    if ((added & DeviceStatus.DRIVER) !== 0 && (this.statusReg & DeviceStatus.ACKNOWLEDGE) !== 0) {
+      this.statusReg |= DeviceStatus.DRIVER;
+    }
+    if ((added & DeviceStatus.FEATURES_OK) !== 0) this.tryFeaturesOk();
+    if ((added & DeviceStatus.DRIVER_OK) !== 0) this.tryDriverOk();
+    if ((added & DeviceStatus.FAILED) !== 0) this.statusReg |= DeviceStatus.FAILED;
+    if (this.statusReg !== before || added !== 0) this.emit('status', this.statusReg);
+  }
+
+  private tryFeaturesOk(): void {
+    const features = BigInt(this.driverFeatureHalves[0]!) | (BigInt(this.driverFeatureHalves[1]!) << 32n);
+    const problem = this.featuresProblem(features);
+    if (problem !== null) {
+      // virtio 1.2 §2.2.2 / §3.1.1: refused features leave FEATURES_OK clear for the driver to see.
+      this.emit('featuresRefused', features, problem);
+      return;
+    }
+    this.negotiated = features;
+    this.statusReg |= DeviceStatus.FEATURES_OK;
+  }
+
+  private featuresProblem(features: bigint): string | null {
+    if ((this.statusReg & DeviceStatus.DRIVER) === 0) return 'FEATURES_OK before DRIVER';
+    if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return 'the device needs a reset';
+    // virtio 1.2 §2.2.1: the driver accepts only features the device offered.
+    const extra = features & ~this.offeredFeatures;
+    if (extra !== 0n) return `features 0x${extra.toString(16)} were not offered`;
+    // virtio 1.2 §6.1: this is a non-legacy transport, VERSION_1 is mandatory.
+    if ((features & featureBit(VirtioFeature.VERSION_1)) === 0n) return 'VERSION_1 not accepted';
+    try {
+      if (this.device.acceptFeatures?.(features) === false)
+        return 'the device refused the feature combination';
+    } catch (error) {
+      this.deviceFailed(error);
+      return 'the device failed while checking the features';
+    }
+    return null;
+  }
+
+  private tryDriverOk(): void {
+    if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return;
+    if ((this.statusReg & DeviceStatus.FEATURES_OK) === 0) {
+      // virtio 1.2 §3.1.1: DRIVER_OK comes after FEATURES_OK; a device that cannot run without a
+      // negotiated feature set is in an error state only a reset leaves.
+      this.needsReset('DRIVER_OK before FEATURES_OK');
+      return;
+    }
+    const epoch = this.epoch;
+    const features = this.negotiated;
+    const queueFeatures = {
+      eventIdx: (features & featureBit(VirtioFeature.EVENT_IDX)) !== 0n,
+      indirect: (features & featureBit(VirtioFeature.INDIRECT_DESC)) !== 0n,
+    };
+    const queues: (DeviceQueue | undefined)[] = [];
+    try {
+      this.queueRegs.forEach((q, index) => {
+        queues.push(
+          q.ready
+            ? new DeviceQueue(this.memory, this.layoutOf(q), queueFeatures, (reason) => {
+                if (this.epoch === epoch) this.needsReset(`queue ${index}: ${reason}`);
+              })
+            : undefined,
+        );
+      });
+    } catch (error) {
+      // A ring bank was unplugged between QueueReady and DRIVER_OK.
+      for (const queue of queues) queue?.dispose();
+      this.needsReset(`queue memory vanished before DRIVER_OK: ${String(error)}`);
+      return;
+    }
+    this.queues = queues;
+    this.statusReg |= DeviceStatus.DRIVER_OK;
+    const activation: VirtioActivation<DeviceQueue> = {
+      memory: this.memory,
+      queues,
+      features,
+      notifyUsed: () => {
+        // virtio 1.2 §2.1.2: no notifications before DRIVER_OK (or after a reset).
+        if (this.epoch === epoch && (this.statusReg & DeviceStatus.DRIVER_OK) !== 0) {
+          this.signal(VirtioMmioInterrupt.USED_BUFFER);
+        }
+      },
+      needsReset: (reason) => {
+        if (this.epoch === epoch) this.needsReset(reason);
+      },
+      configChanged: () => {
+        if (this.epoch === epoch) this.configChanged();
+      },
+    };
+    try {
+      this.device.activate(activation);
+    } catch (error) {
+      this.deviceFailed(error);
+      return;
+    }
+    this.emit('activated', features);
+  }
+
+  private deviceFailed(error: unknown): void {
+    this.emit('deviceError', error);
+    this.needsReset(
+      `device ${this.device.name} failed: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+
+  /** virtio 1.2 §4.2.2.1: writing 0 to Status resets the device and every register. */
+  private reset(): void {
+    this.epoch++;
+    for (const queue of this.queues) queue?.dispose();
+    this.queues = [];
+    for (const q of this.queueRegs) q.clear();
+    this.statusReg = 0;
+    this.deviceFeaturesSel = 0;
+    this.driverFeaturesSel = 0;
+    this.driverFeatureHalves.fill(0);
+    this.negotiated = 0n;
+    this.queueSel = 0;
+    const hadInterrupt = this.interruptStatusReg !== 0;
+    this.interruptStatusReg = 0;
+    if (hadInterrupt) this.interrupt.lower?.();
+    try {
+      this.device.reset();
+    } catch (error) {
+      this.emit('deviceError', error);
+    }
+    this.emit('reset');
+    this.emit('status', 0);
+  }
+}
