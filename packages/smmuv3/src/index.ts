@@ -1,6 +1,28 @@
 // host
 export type { CdFields } from './codec/cd.js';
 export { CD_SIZE, CdTg0, CdTg1, decodeCd, emptyCdFields, encodeCd, IPS_BITS } from './codec/cd.js';
+export type { CmdqCommand, TlbiRange, UnknownCommand } from './codec/command.js';
+export { CMD_SIZE, CmdOpcode, decodeCommand, encodeCommand, SyncCs } from './codec/command.js';
+export type { EventTypeName, SmmuEvent } from './codec/event.js';
+export {
+  decodeEvent,
+  EVENT_SIZE,
+  EventClass,
+  EventType,
+  encodeEvent,
+  eventName,
+  makeEvent,
+} from './codec/event.js';
+export type { L1CdDesc, L1StreamDesc } from './codec/l1.js';
+export {
+  decodeL1CdDesc,
+  decodeL1StreamDesc,
+  encodeL1CdDesc,
+  encodeL1StreamDesc,
+  L1_DESC_SIZE,
+} from './codec/l1.js';
+export type { SteFields } from './codec/ste.js';
+export { decodeSte, encodeSte, STE_SIZE, SteConfig, SteS1Dss, SteS1Fmt } from './codec/ste.js';
 // guest (lpae/, cdlib/)
 export { armLpaeS1Format, encodeArmLpaeTcrEl1, PGTF_ARM_LPAE } from './lpae/format.js';
 export type { ArmLpaeS1Cfg, ArmLpaeS1Tcr } from './lpae/geometry.js';
