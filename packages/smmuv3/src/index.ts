@@ -1,4 +1,11 @@
 // host
+
+// guest (lpae/, cdlib/)
+export type { ArmCdTableCfg, ArmCdTableLayout } from './cdlib/layout.js';
+export { S1Dss, S1Fmt } from './cdlib/layout.js';
+export type { ArmCdContext } from './cdlib/vendor.js';
+export { armSmmuV3PasidVendor, PSTF_ARM_SMMU_V3, writeArmCd } from './cdlib/vendor.js';
+export type { CdWriteKind } from './cdlib/writer.js';
 export type { CdFields } from './codec/cd.js';
 export { CD_SIZE, CdTg0, CdTg1, decodeCd, emptyCdFields, encodeCd, IPS_BITS } from './codec/cd.js';
 export type { CmdqCommand, TlbiRange, UnknownCommand } from './codec/command.js';
@@ -23,7 +30,6 @@ export {
 } from './codec/l1.js';
 export type { SteFields } from './codec/ste.js';
 export { decodeSte, encodeSte, STE_SIZE, SteConfig, SteS1Dss, SteS1Fmt } from './codec/ste.js';
-// guest (lpae/, cdlib/)
 export { armLpaeS1Format, encodeArmLpaeTcrEl1, PGTF_ARM_LPAE } from './lpae/format.js';
 export type { ArmLpaeS1Cfg, ArmLpaeS1Tcr } from './lpae/geometry.js';
 export { LPAE_DEFAULT_MAIR, MairIndex } from './lpae/geometry.js';
