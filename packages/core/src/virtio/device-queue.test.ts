@@ -98,15 +98,13 @@ describe('DeviceQueue.pop', () => {
 
   it('accepts a chain of exactly the queue size and skips zero-length buffers', () => {
     const { mock, queue } = setup(4);
-    const chain = expectOk(
-      (mock.addChain([
-        { addr: BUF, len: 1 },
-        { addr: 0xdead_beef_0000, len: 0 },
-        { addr: BUF, len: 2, write: true },
-        { addr: BUF + 8, len: 3, write: true },
-      ]),
-      queue.pop()),
-    );
+    mock.addChain([
+      { addr: BUF, len: 1 },
+      { addr: 0xdead_beef_0000, len: 0 },
+      { addr: BUF, len: 2, write: true },
+      { addr: BUF + 8, len: 3, write: true },
+    ]);
+    const chain = expectOk(queue.pop());
     expect(chain.readableCount).toBe(1);
     expect(chain.writableCount).toBe(2);
     expect(chain.writableLength).toBe(5);
