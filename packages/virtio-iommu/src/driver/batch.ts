@@ -1,0 +1,389 @@
+/**
+ * A batch of requests: queued on the host side, sent with one notification per queue-full,
+ * answered with one status each. Arguments are checked when a request is queued, so a bad
+ * argument throws before anything reaches the device.
+ */
+import { hex, VmmError } from '@vmmkit/core';
+import { InvalidateFlag, MapFlag, RequestSize, Status } from '../protocol/constants.js';
+import {
+  decodeRequest,
+  encodeAttach,
+  encodeAttachTable,
+  encodeDetach,
+  type IommuRequest,
+} from '../protocol/requests.js';
+import { U64_MAX } from '../protocol/u64.js';
+import { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from './hot-encoders.js';
+import { type RequestDescription, VirtioIommuRequestError } from './request-error.js';
+import { type RequestRing, SLOT_SIZE } from './request-ring.js';
+
+const TWO_POW_32 = 0x1_0000_0000;
+const INITIAL_REQUESTS = 64;
+
+/** What the batch checks arguments against: the negotiated geometry. */
+export interface BatchLimits {
+  /** Smallest page size (lowest bit of page_size_mask). */
+  granule: bigint;
+  inputStart: bigint;
+  inputEnd: bigint;
+  /** Whether MAP_F_MMIO may be used (F_MMIO negotiated). */
+  mmio: boolean;
+}
+
+/** An INVALIDATE as the nested code queues it; 64-bit fields are safe integers. */
+export interface InvalidateArgs {
+  granularity: number;
+  caches: number;
+  flags: number;
+  domain: number;
+  pasid: number;
+  archid: number;
+  virtStart: number;
+  nrPages: number;
+  granule: number;
+}
+
+/** The outcome of a submitted batch. */
+export class BatchResult {
+  constructor(
+    readonly count: number,
+    private readonly statuses: Uint8Array,
+    /** One error per refused request, in batch order. */
+    readonly failures: readonly VirtioIommuRequestError[],
+  ) {}
+
+  get ok(): boolean {
+    return this.failures.length === 0;
+  }
+
+  /** Status of request `index` (`STATUS_NOT_WRITTEN` when the device returned it unwritten). */
+  status(index: number): number {
+    return this.statuses[index]!;
+  }
+
+  /** Throws the first failure, its `details.failures` counting them all. */
+  throwIfFailed(): void {
+    const first = this.failures[0];
+    if (first === undefined) return;
+    if (this.failures.length > 1) (first.details as Record<string, unknown>).failures = this.failures.length;
+    throw first;
+  }
+}
+
+function describe(request: IommuRequest | null, index: number): RequestDescription {
+  if (request === null) return { type: 'UNKNOWN', index, fields: {} };
+  const { type, ...rest } = request;
+  const fields: Record<string, number | bigint | string | boolean> = {};
+  for (const [k, v] of Object.entries(rest)) {
+    if (typeof v === 'number' || typeof v === 'bigint') fields[k] = v;
+  }
+  return { type: type.toUpperCase().replace('-', '_'), index, fields };
+}
+
+function checkU32(value: number, what: string): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new VmmError('EINVAL', `${what} must be an integer from 0 to 2^32 - 1, got ${String(value)}`);
+  }
+}
+
+function toU64(value: bigint | number, what: string): bigint {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new VmmError('EINVAL', `${what} must be a non-negative safe integer or a bigint, got ${value}`);
+    }
+    return BigInt(value);
+  }
+  if (value < 0n || value > U64_MAX) throw new VmmError('ERANGE', `${what} ${String(value)} is not a u64`);
+  return value;
+}
+
+export class IommuBatch {
+  private staging = new Uint8Array(INITIAL_REQUESTS * SLOT_SIZE);
+  private view = new DataView(this.staging.buffer);
+  private readLengths = new Uint8Array(INITIAL_REQUESTS);
+  private count = 0;
+  /** The limits as numbers for the safe-integer path (Infinity where they pass 2^53). */
+  private readonly granule: number;
+  private readonly inputStart: number;
+  private readonly inputEnd: number;
+
+  constructor(
+    private readonly ring: RequestRing,
+    private readonly limits: BatchLimits,
+  ) {
+    const asNumber = (v: bigint) =>
+      v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Number.POSITIVE_INFINITY;
+    this.granule = asNumber(limits.granule);
+    this.inputStart = asNumber(limits.inputStart);
+    this.inputEnd = asNumber(limits.inputEnd);
+  }
+
+  /** Requests queued and not yet submitted. */
+  get length(): number {
+    return this.count;
+  }
+
+  /**
+   * MAP `[iova, iova + size)` to `[phys, phys + size)` with MAP flags (`MapFlag.READ | WRITE |
+   * MMIO`). Addresses and size must be aligned to the granule and lie in the input range.
+   */
+  map(
+    domain: number,
+    iova: bigint | number,
+    phys: bigint | number,
+    size: bigint | number,
+    flags: number,
+  ): this {
+    checkU32(domain, 'domain');
+    if (!Number.isInteger(flags) || (flags & ~(MapFlag.READ | MapFlag.WRITE | MapFlag.MMIO)) !== 0) {
+      throw new VmmError('EINVAL', `MAP flags ${String(flags)} use bits other than READ, WRITE and MMIO`);
+    }
+    if ((flags & MapFlag.MMIO) !== 0 && !this.limits.mmio) {
+      throw new VmmError('EINVAL', 'MAP_F_MMIO needs VIRTIO_IOMMU_F_MMIO, which the device did not offer');
+    }
+    // Fast path: safe-integer arguments whose range ends below 2^53 need no BigInt.
+    if (typeof iova === 'number' && typeof phys === 'number' && typeof size === 'number') {
+      if (this.numberRangeOk(iova, size, 'map') && Number.isSafeInteger(phys) && phys >= 0) {
+        this.checkAlignedNumber(phys, 'physical address');
+        const end = iova + size - 1;
+        const at = this.reserve(RequestSize.MAP);
+        writeMapRequest(
+          this.view,
+          at,
+          domain,
+          iova % TWO_POW_32,
+          Math.floor(iova / TWO_POW_32),
+          end % TWO_POW_32,
+          Math.floor(end / TWO_POW_32),
+          phys % TWO_POW_32,
+          Math.floor(phys / TWO_POW_32),
+          flags,
+        );
+        return this;
+      }
+    }
+    const start = toU64(iova, 'iova');
+    const length = toU64(size, 'size');
+    const pa = toU64(phys, 'phys');
+    const end = this.bigRange(start, length, 'map');
+    if (pa % this.limits.granule !== 0n) {
+      throw new VmmError(
+        'EINVAL',
+        `physical address ${hex(pa)} is not aligned to the ${hex(this.limits.granule)} granule`,
+      );
+    }
+    if (pa + length - 1n > U64_MAX)
+      throw new VmmError('ERANGE', `physical range at ${hex(pa)} wraps past 2^64`);
+    const at = this.reserve(RequestSize.MAP);
+    writeMapRequest(
+      this.view,
+      at,
+      domain,
+      Number(start & 0xffff_ffffn),
+      Number(start >> 32n),
+      Number(end & 0xffff_ffffn),
+      Number(end >> 32n),
+      Number(pa & 0xffff_ffffn),
+      Number(pa >> 32n),
+      flags,
+    );
+    return this;
+  }
+
+  /** UNMAP `[iova, iova + size)`: removes every mapping inside; one that would be split fails with S_RANGE. */
+  unmap(domain: number, iova: bigint | number, size: bigint | number): this {
+    checkU32(domain, 'domain');
+    if (typeof iova === 'number' && typeof size === 'number' && this.numberRangeOk(iova, size, 'unmap')) {
+      const end = iova + size - 1;
+      const at = this.reserve(RequestSize.UNMAP);
+      writeUnmapRequest(
+        this.view,
+        at,
+        domain,
+        iova % TWO_POW_32,
+        Math.floor(iova / TWO_POW_32),
+        end % TWO_POW_32,
+        Math.floor(end / TWO_POW_32),
+      );
+      return this;
+    }
+    const start = toU64(iova, 'iova');
+    const end = this.bigRange(start, toU64(size, 'size'), 'unmap');
+    const at = this.reserve(RequestSize.UNMAP);
+    writeUnmapRequest(
+      this.view,
+      at,
+      domain,
+      Number(start & 0xffff_ffffn),
+      Number(start >> 32n),
+      Number(end & 0xffff_ffffn),
+      Number(end >> 32n),
+    );
+    return this;
+  }
+
+  attach(domain: number, endpoint: number, flags = 0): this {
+    this.copy(encodeAttach({ domain, endpoint, flags }));
+    return this;
+  }
+
+  detach(domain: number, endpoint: number): this {
+    this.copy(encodeDetach({ domain, endpoint }));
+    return this;
+  }
+
+  /** ATTACH_TABLE with `descriptor` = bytes 16..83 (the le16 format, then the payload). */
+  attachTable(domain: number, endpoint: number, descriptor: { format: number; payload: Uint8Array }): this {
+    const { format, payload } = descriptor;
+    if (payload.length < 2 || payload[0]! + payload[1]! * 256 !== format) {
+      throw new VmmError(
+        'EINVAL',
+        `table descriptor of format ${format} must start with its le16 format number (bytes 16..17 of ATTACH_TABLE)`,
+      );
+    }
+    this.copy(encodeAttachTable({ domain, endpoint, format, payload: payload.subarray(2) }));
+    return this;
+  }
+
+  invalidate(r: InvalidateArgs): this {
+    checkU32(r.domain, 'domain');
+    checkU32(r.pasid, 'pasid');
+    for (const [name, value] of [
+      ['archid', r.archid],
+      ['virtStart', r.virtStart],
+      ['nrPages', r.nrPages],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < 0) {
+        throw new VmmError('EINVAL', `INVALIDATE ${name} must be a non-negative safe integer, got ${value}`);
+      }
+    }
+    if ((r.flags & ~(InvalidateFlag.PASID | InvalidateFlag.ARCHID | InvalidateFlag.LEAF)) !== 0) {
+      throw new VmmError('EINVAL', `INVALIDATE flags ${hex(r.flags)} use undefined bits`);
+    }
+    const at = this.reserve(RequestSize.INVALIDATE);
+    writeInvalidateRequest(
+      this.view,
+      at,
+      r.granularity,
+      r.caches,
+      r.flags,
+      r.domain,
+      r.pasid,
+      r.archid,
+      r.virtStart,
+      r.nrPages,
+      r.granule,
+    );
+    return this;
+  }
+
+  /** Drops every queued request. */
+  clear(): void {
+    this.count = 0;
+  }
+
+  /**
+   * Sends every queued request (one notification per queue-full) and collects all statuses.
+   * The batch is empty afterwards and can be reused.
+   */
+  submit(): BatchResult {
+    const count = this.count;
+    this.count = 0;
+    const statuses = new Uint8Array(count);
+    if (count === 0) return new BatchResult(0, statuses, []);
+    this.ring.submit(this.staging, this.readLengths, count, statuses);
+    const failures: VirtioIommuRequestError[] = [];
+    for (let i = 0; i < count; i++) {
+      const status = statuses[i]!;
+      if (status === Status.OK) continue;
+      const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
+      failures.push(new VirtioIommuRequestError(status, describe(decodeRequest(bytes), i)));
+    }
+    return new BatchResult(count, statuses, failures);
+  }
+
+  /**
+   * Checks a safe-integer range; `false` when its end passes 2^53 (the caller then takes the
+   * BigInt path).
+   */
+  private numberRangeOk(iova: number, size: number, what: string): boolean {
+    if (!Number.isSafeInteger(iova) || iova < 0 || !Number.isSafeInteger(size) || size < 0) {
+      throw new VmmError(
+        'EINVAL',
+        `${what}: iova ${iova} and size ${size} must be non-negative safe integers`,
+      );
+    }
+    if (size === 0)
+      throw new VmmError('EINVAL', `${what} of 0 bytes at ${hex(iova)}: the size must be positive`);
+    const end = iova + size - 1;
+    if (!Number.isSafeInteger(end)) return false;
+    const g = this.granule;
+    if (iova % g !== 0 || size % g !== 0) {
+      throw new VmmError(
+        'EINVAL',
+        `${what} [${hex(iova)}, +${hex(size)}) is not aligned to the ${hex(g)} granule (page_size_mask)`,
+        { iova, size },
+      );
+    }
+    // virtio 1.2 §5.13.6.5: with F_INPUT_RANGE the driver MUST NOT send addresses outside it.
+    if (iova < this.inputStart || end > this.inputEnd) throw this.outOfRange(BigInt(iova), BigInt(end), what);
+    return true;
+  }
+
+  private checkAlignedNumber(value: number, what: string): void {
+    if (value % this.granule !== 0) {
+      throw new VmmError(
+        'EINVAL',
+        `${what} ${hex(value)} is not aligned to the ${hex(this.limits.granule)} granule`,
+      );
+    }
+  }
+
+  private bigRange(start: bigint, size: bigint, what: string): bigint {
+    if (size === 0n)
+      throw new VmmError('EINVAL', `${what} of 0 bytes at ${hex(start)}: the size must be positive`);
+    const end = start + size - 1n;
+    if (end > U64_MAX) throw new VmmError('ERANGE', `${what} [${hex(start)}, +${hex(size)}) wraps past 2^64`);
+    const g = this.limits.granule;
+    if (start % g !== 0n || size % g !== 0n) {
+      throw new VmmError(
+        'EINVAL',
+        `${what} [${hex(start)}, +${hex(size)}) is not aligned to the ${hex(g)} granule`,
+      );
+    }
+    if (start < this.limits.inputStart || end > this.limits.inputEnd) throw this.outOfRange(start, end, what);
+    return end;
+  }
+
+  private outOfRange(start: bigint, end: bigint, what: string): VmmError {
+    return new VmmError(
+      'ERANGE',
+      `${what} [${hex(start)}, ${hex(end)}] leaves the device's input range [${hex(this.limits.inputStart)}, ${hex(this.limits.inputEnd)}]`,
+      { start, end },
+    );
+  }
+
+  private copy(readable: Uint8Array): void {
+    const at = this.reserve(readable.length);
+    this.staging.set(readable, at);
+  }
+
+  /** Room for one more request of `readLength` bytes; returns its offset in the staging buffer. */
+  private reserve(readLength: number): number {
+    if (this.count === this.readLengths.length) {
+      const staging = new Uint8Array(this.staging.length * 2);
+      staging.set(this.staging);
+      const lengths = new Uint8Array(this.readLengths.length * 2);
+      lengths.set(this.readLengths);
+      this.staging = staging;
+      this.view = new DataView(staging.buffer);
+      this.readLengths = lengths;
+    }
+    const index = this.count++;
+    const at = index * SLOT_SIZE;
+    this.readLengths[index] = readLength;
+    // The writable tail follows the readable part in the same slot; it must start zeroed.
+    this.view.setUint32(at + readLength, 0, true);
+    return at;
+  }
+}

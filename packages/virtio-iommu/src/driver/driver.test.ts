@@ -1,0 +1,250 @@
+import { featureBit, VirtioFeature } from '@vmmkit/core';
+import { describe, expect, it } from 'vitest';
+import { ConfigOffset, IommuFeature, MapFlag, RequestType, Status } from '../protocol/constants.js';
+import { decodeRequest, type MapRequest } from '../protocol/requests.js';
+import { VirtioIommuDriver } from './driver.js';
+import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
+import { createScriptedIommu, MMIO_BASE, type ScriptedIommuOptions } from './testing/scripted-iommu.js';
+
+function setup(
+  options: ScriptedIommuOptions = {},
+  driverOptions: { wait?: () => void; requestQueueSize?: number } = {},
+) {
+  const s = createScriptedIommu(options);
+  const driver = new VirtioIommuDriver({
+    mmio: s.bus,
+    base: MMIO_BASE,
+    memory: s.memory,
+    allocator: s.allocator,
+    requestQueueSize: driverOptions.requestQueueSize ?? 16,
+    eventQueueSize: 4,
+    ...driverOptions,
+  });
+  return { ...s, driver };
+}
+
+function requestTypes(requests: Uint8Array[]): number[] {
+  return requests.map((r) => r[0]!);
+}
+
+describe('feature negotiation and configuration', () => {
+  it('asks for what Linux asks for plus ATTACH_TABLE, and only gets what was offered', () => {
+    const { driver, transport } = setup({
+      features: [IommuFeature.MAP_UNMAP, IommuFeature.PROBE, IommuFeature.BYPASS, IommuFeature.ATTACH_TABLE],
+    });
+    expect(driver.features).toEqual({
+      inputRange: false,
+      domainRange: false,
+      mapUnmap: true,
+      probe: true,
+      mmio: false,
+      bypassConfig: false,
+      attachTable: true,
+    });
+    // Legacy F_BYPASS (bit 3) is offered but Linux does not accept it.
+    expect(transport.features & featureBit(IommuFeature.BYPASS)).toBe(0n);
+    expect(transport.features & featureBit(VirtioFeature.VERSION_1)).not.toBe(0n);
+    expect(driver.hasFeature(VirtioFeature.EVENT_IDX)).toBe(true);
+  });
+
+  it('reads every configuration field that its feature makes valid', () => {
+    const { driver } = setup({
+      pageSizeMask: 0x4020_1000n,
+      inputRange: { start: 0x1000n, end: (1n << 48n) - 1n },
+      domainRange: { start: 5, end: 9 },
+      probeSize: 128,
+      bypass: 1,
+    });
+    expect(driver.config).toEqual({
+      pageSizeMask: 0x4020_1000n,
+      granule: 0x1000n,
+      inputRange: { start: 0x1000n, end: (1n << 48n) - 1n },
+      domainRange: { start: 5, end: 9 },
+      probeSize: 128,
+      bypass: true,
+    });
+  });
+
+  it('uses the full ranges when INPUT_RANGE and DOMAIN_RANGE are not offered', () => {
+    const { driver } = setup({
+      features: [IommuFeature.MAP_UNMAP],
+      inputRange: { start: 0x1000n, end: 0x2000n },
+      domainRange: { start: 3, end: 4 },
+    });
+    expect(driver.config.inputRange).toEqual({ start: 0n, end: (1n << 64n) - 1n });
+    expect(driver.config.domainRange).toEqual({ start: 0, end: 0xffff_ffff });
+    expect(driver.config.probeSize).toBe(0);
+    expect(driver.config.bypass).toBeUndefined();
+  });
+
+  it('refuses a device with neither MAP_UNMAP nor ATTACH_TABLE, and one with a zero page size mask', () => {
+    expect(() => setup({ features: [IommuFeature.PROBE] })).toThrow(
+      expect.objectContaining({ code: 'ENOSYS' }),
+    );
+    expect(() => setup({ pageSizeMask: 0n })).toThrow(/page_size_mask is 0/);
+  });
+
+  it('writes bypass only when BYPASS_CONFIG was negotiated', () => {
+    const { driver, device } = setup();
+    driver.setBypass(false);
+    expect(device.configWrites).toEqual([{ offset: ConfigOffset.BYPASS, value: 0 }]);
+    expect(driver.config.bypass).toBe(false);
+    const other = setup({ features: [IommuFeature.MAP_UNMAP] });
+    expect(() => other.driver.setBypass(true)).toThrow(expect.objectContaining({ code: 'ENOSYS' }));
+    expect(other.device.configWrites).toEqual([]);
+  });
+});
+
+describe('batching', () => {
+  it('sends N requests with one notification and collects every status', () => {
+    const { driver, device } = setup({}, { requestQueueSize: 64 });
+    device.handler = (req) => ({ status: req[0] === RequestType.UNMAP ? Status.RANGE : Status.OK });
+    const before = device.notifications.filter((q) => q === 0).length;
+    const batch = driver.batch();
+    for (let i = 0; i < 20; i++) batch.map(1, i * 0x1000, 0x8000_0000 + i * 0x1000, 0x1000, MapFlag.READ);
+    batch.unmap(1, 0, 0x1000);
+    const result = batch.submit();
+    expect(device.notifications.filter((q) => q === 0).length - before).toBe(1);
+    expect(result.count).toBe(21);
+    expect(result.failures).toHaveLength(1);
+    expect(result.failures[0]!.request.index).toBe(20);
+    expect(result.failures[0]!.code).toBe('ERANGE');
+    const maps = device.requests.slice(-21, -1).map((r) => decodeRequest(r) as MapRequest);
+    expect(maps[7]).toEqual({
+      type: 'map',
+      domain: 1,
+      virtStart: 0x7000n,
+      virtEnd: 0x7fffn,
+      physStart: 0x8000_7000n,
+      flags: MapFlag.READ,
+    });
+  });
+
+  it('splits a batch larger than the queue into one notification per queue-full', () => {
+    const { driver, device } = setup({}, { requestQueueSize: 8 });
+    const batch = driver.batch();
+    for (let i = 0; i < 10; i++) batch.unmap(2, i * 0x1000, 0x1000);
+    const before = device.notifications.length;
+    const result = batch.submit();
+    expect(result.ok).toBe(true);
+    // 8 descriptors hold 4 two-descriptor requests: 10 requests need 3 notifications.
+    expect(device.notifications.length - before).toBe(3);
+    expect(requestTypes(device.requests.slice(-10))).toEqual(new Array(10).fill(RequestType.UNMAP));
+  });
+
+  it('keeps 64-bit IOVAs exact at the top of the address space', () => {
+    const { driver, device } = setup();
+    driver.map(3, 0xffff_ffff_ffff_f000n, 0x4000_0000, 0x1000, { read: true });
+    expect(decodeRequest(device.requests.at(-1)!)).toMatchObject({
+      virtStart: 0xffff_ffff_ffff_f000n,
+      virtEnd: 0xffff_ffff_ffff_ffffn,
+      physStart: 0x4000_0000n,
+    });
+    driver.unmap(3, 0x1_0000_0000_0000n, 0x2_0000_0000n);
+    expect(decodeRequest(device.requests.at(-1)!)).toMatchObject({
+      virtStart: 0x1_0000_0000_0000n,
+      virtEnd: 0x1_0002_0000_0000n - 1n,
+    });
+  });
+
+  it('refuses bad arguments before anything is queued', () => {
+    const { driver, device } = setup({
+      inputRange: { start: 0n, end: 0xffff_ffffn },
+      features: [IommuFeature.MAP_UNMAP, IommuFeature.INPUT_RANGE],
+    });
+    const batch = driver.batch();
+    expect(() => batch.map(1, 0x1800, 0, 0x1000, MapFlag.READ)).toThrow(/not aligned to the 0x1000 granule/);
+    expect(() => batch.map(1, 0x1000, 0, 0, MapFlag.READ)).toThrow(/size must be positive/);
+    expect(() => batch.map(1, 0xffff_f000, 0, 0x2000, MapFlag.READ)).toThrow(
+      expect.objectContaining({ code: 'ERANGE' }),
+    );
+    expect(() => batch.map(1, 0, 0, 0x1000, MapFlag.MMIO)).toThrow(/F_MMIO/);
+    expect(() => batch.map(1, 0, 0, 0x1000, 8)).toThrow(/flags/);
+    expect(() => batch.unmap(1, 0xffff_ffff_ffff_f000n, 0x2000n)).toThrow(/wraps past 2\^64/);
+    expect(() => batch.map(-1, 0, 0, 0x1000, MapFlag.READ)).toThrow(/domain/);
+    expect(batch.length).toBe(0);
+    const sent = device.requests.length;
+    expect(batch.submit().count).toBe(0);
+    expect(device.requests.length).toBe(sent);
+  });
+});
+
+describe('statuses', () => {
+  const cases: [number, string][] = [
+    [Status.IOERR, 'EBUSY'],
+    [Status.UNSUPP, 'ENOSYS'],
+    [Status.DEVERR, 'EBUSY'],
+    [Status.INVAL, 'EINVAL'],
+    [Status.RANGE, 'ERANGE'],
+    [Status.NOENT, 'ENOENT'],
+    [Status.FAULT, 'EFAULT'],
+    [Status.NOMEM, 'ENOMEM'],
+    [STATUS_NOT_WRITTEN, 'EBUSY'],
+  ];
+  it.each(cases)('status %i becomes %s with the failed request', (status, code) => {
+    const { driver, device } = setup();
+    device.handler = () => (status === STATUS_NOT_WRITTEN ? { usedLength: 0 } : { status });
+    try {
+      driver.map(7, 0x2000, 0x3000, 0x1000, { write: true });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(VirtioIommuRequestError);
+      const e = error as VirtioIommuRequestError;
+      expect(e.code).toBe(code);
+      expect(e.status).toBe(status);
+      expect(e.request.type).toBe('MAP');
+      expect(e.request.fields).toMatchObject({
+        domain: 7,
+        virtStart: 0x2000n,
+        virtEnd: 0x2fffn,
+        physStart: 0x3000n,
+      });
+    }
+  });
+
+  it('fails with a clear error instead of hanging when the device does not answer (inline mode)', () => {
+    const { driver, device } = setup();
+    device.answers = false;
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(/answered 0 of 1 requests during the notification/);
+    // The queue still holds the request: later submissions are refused rather than confused.
+    device.answers = true;
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+  });
+
+  it('bounds the waits of a worker-mode driver', () => {
+    let waits = 0;
+    const s = createScriptedIommu({ answers: false });
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      wait: () => {
+        waits++;
+      },
+      maxWaits: 25,
+    });
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(/after 25 waits/);
+    expect(waits).toBe(25);
+  });
+
+  it('completes when the device answers during a wait (worker mode)', () => {
+    const s = createScriptedIommu({ answers: false });
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      wait: () => {
+        s.device.answers = true;
+        s.device.notify(0);
+      },
+    });
+    driver.unmap(1, 0, 0x1000);
+    expect(s.device.requests.at(-1)![0]).toBe(RequestType.UNMAP);
+  });
+});

@@ -1,0 +1,385 @@
+/**
+ * The guest driver of virtio-iommu (Linux drivers/iommu/virtio-iommu.c in spirit): runs as guest
+ * code, synchronously, touching the device only through MMIO and guest memory.
+ */
+import {
+  featureBit,
+  type GuestMemory,
+  hex,
+  type MmioAccessor,
+  type NestedFormatDescription,
+  type PageAllocator,
+  TypedEmitter,
+  VirtioMmioDriver,
+  VirtioMmioInterrupt,
+  VmmError,
+} from '@vmmkit/core';
+import {
+  ATTACH_F_BYPASS,
+  ConfigOffset,
+  EventQueue,
+  MapFlag,
+  RequestQueue,
+  VIRTIO_IOMMU_DEVICE_ID,
+} from '../protocol/constants.js';
+import { encodeProbe } from '../protocol/requests.js';
+import { type BatchLimits, IommuBatch } from './batch.js';
+import {
+  DRIVER_FEATURES,
+  decodeFeatures,
+  featureProblem,
+  type IommuConfig,
+  type IommuFeatures,
+  readIommuConfig,
+} from './config.js';
+import { FaultQueue, type IgnoredEventReason, type IommuFault } from './fault-events.js';
+import { IdAllocator } from './id-allocator.js';
+import { describeTableFormats, type EndpointProbe, parseProbeProperties } from './probe-parser.js';
+import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
+import { type CompletionWait, RequestRing } from './request-ring.js';
+
+export interface VirtioIommuDriverEvents {
+  /** A fault report from the event queue. */
+  fault: (fault: IommuFault) => void;
+  /** An event buffer came back that is not a valid report (wrong length, reserved bytes set). */
+  ignoredEvent: (reason: IgnoredEventReason, usedLength: number) => void;
+}
+
+export interface VirtioIommuDriverOptions extends CompletionWait {
+  mmio: MmioAccessor;
+  /** Guest-physical base of the virtio-mmio window. */
+  base: number;
+  memory: GuestMemory;
+  /** Where rings, request slots, event buffers and (nested) tables come from. */
+  allocator: PageAllocator;
+  /** Entries of the request queue (default 256, as QEMU and kvmtool). */
+  requestQueueSize?: number;
+  /** Entries of the event queue, all posted as 24-byte buffers (default 64). */
+  eventQueueSize?: number;
+  /** Restricts the features asked for (default `DRIVER_FEATURES`). */
+  features?: bigint;
+}
+
+/**
+ * What the driver knows of a domain. `paging` domains use MAP/UNMAP; `identity` domains map
+ * guest RAM 1:1 (or use ATTACH_F_BYPASS when BYPASS_CONFIG was negotiated); `bypass` domains
+ * always use ATTACH_F_BYPASS; `nested` domains hold a guest table (see `nested.ts`).
+ */
+export type DomainKind = 'paging' | 'identity' | 'bypass' | 'nested';
+
+interface DomainRecord {
+  kind: DomainKind;
+  endpoints: Set<number>;
+  /** Identity domain emulated with MAPs: whether the device currently holds them. */
+  identityMapped: boolean;
+}
+
+/** What PROBE said about an endpoint, with a typed description of each table format offered. */
+export interface EndpointInfo {
+  id: number;
+  probe: EndpointProbe;
+  formats: NestedFormatDescription[];
+}
+
+const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+
+/** MAP flags from read/write/mmio permissions. */
+export function mapFlags(prot: { read?: boolean; write?: boolean; mmio?: boolean }): number {
+  return (prot.read ? MapFlag.READ : 0) | (prot.write ? MapFlag.WRITE : 0) | (prot.mmio ? MapFlag.MMIO : 0);
+}
+
+export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
+  /** Negotiated feature bits, transport bits included. */
+  readonly featureBits: bigint;
+  readonly features: IommuFeatures;
+  readonly config: IommuConfig;
+  readonly memory: GuestMemory;
+  readonly allocator: PageAllocator;
+  readonly transport: VirtioMmioDriver;
+  private readonly ring: RequestRing;
+  private readonly faults: FaultQueue;
+  private readonly limits: BatchLimits;
+  private readonly domainIds: IdAllocator;
+  private readonly domains = new Map<number, DomainRecord>();
+  private readonly endpointDomain = new Map<number, number>();
+  private readonly endpoints = new Map<number, EndpointInfo>();
+  private readonly sink = {
+    fault: (fault: IommuFault) => this.emit('fault', fault),
+    ignored: (reason: IgnoredEventReason, len: number) => this.emit('ignoredEvent', reason, len),
+  };
+
+  /** Probes the device at `base`, negotiates, reads the configuration, sets up both queues. */
+  constructor(options: VirtioIommuDriverOptions) {
+    super();
+    const { mmio, base, memory, allocator } = options;
+    this.memory = memory;
+    this.allocator = allocator;
+    this.transport = new VirtioMmioDriver(mmio, base, memory, allocator);
+    const id = this.transport.probe();
+    if (id !== VIRTIO_IOMMU_DEVICE_ID) {
+      throw new VmmError(
+        'ENOENT',
+        `no virtio-iommu at ${hex(base)}: ${id === null ? 'no virtio-mmio v2 device' : `device ID ${id}`}`,
+      );
+    }
+    const { features, queues } = this.transport.initialize({
+      wanted: options.features ?? DRIVER_FEATURES,
+      queueSizes: [options.requestQueueSize ?? 256, options.eventQueueSize ?? 64],
+    });
+    this.featureBits = features;
+    this.features = decodeFeatures(features);
+    try {
+      const problem = featureProblem(this.features);
+      if (problem !== null) throw new VmmError('ENOSYS', `virtio-iommu at ${hex(base)}: ${problem}`);
+      this.config = readIommuConfig(this.transport, this.features);
+    } catch (error) {
+      this.transport.reset();
+      throw error;
+    }
+    this.limits = {
+      granule: this.config.granule,
+      inputStart: this.config.inputRange.start,
+      inputEnd: this.config.inputRange.end,
+      mmio: this.features.mmio,
+    };
+    this.domainIds = new IdAllocator(this.config.domainRange.start, this.config.domainRange.end, 'domain ID');
+    const wait: CompletionWait = { wait: options.wait, maxWaits: options.maxWaits };
+    this.ring = new RequestRing(
+      memory,
+      allocator,
+      queues[RequestQueue]!,
+      () => this.transport.notify(RequestQueue),
+      wait,
+    );
+    this.faults = new FaultQueue(
+      memory,
+      allocator,
+      queues[EventQueue]!,
+      () => this.transport.notify(EventQueue),
+      this.features.attachTable,
+    );
+    this.faults.start();
+  }
+
+  /** Whether a feature bit (device or transport) was negotiated. */
+  hasFeature(bit: number): boolean {
+    return (this.featureBits & featureBit(bit)) !== 0n;
+  }
+
+  /** A new batch: queue requests, then `submit()` sends them with one notification per queue-full. */
+  batch(): IommuBatch {
+    return new IommuBatch(this.ring, this.limits);
+  }
+
+  /** Writes the global `bypass` field (virtio 1.2 §5.13.4.2: only with BYPASS_CONFIG). */
+  setBypass(enabled: boolean): void {
+    if (!this.features.bypassConfig) {
+      throw new VmmError(
+        'ENOSYS',
+        'the bypass config field needs VIRTIO_IOMMU_F_BYPASS_CONFIG, which was not negotiated',
+      );
+    }
+    this.transport.writeConfig8(ConfigOffset.BYPASS, enabled ? 1 : 0);
+    this.config.bypass = enabled;
+  }
+
+  /** PROBE for an endpoint (cached). Without F_PROBE the endpoint has no properties. */
+  probeEndpoint(endpoint: number): EndpointInfo {
+    const cached = this.endpoints.get(endpoint);
+    if (cached) return cached;
+    let probe: EndpointProbe = { reservedRegions: [], tableFormats: [], skipped: [] };
+    if (this.features.probe && this.config.probeSize > 0) {
+      const readable = encodeProbe({ endpoint });
+      const size = this.config.probeSize;
+      const { usedLength, written } = this.ring.submitLarge(readable, size + 4);
+      // virtio 1.2 §5.13.6.1: the status is the last byte group of the writable part.
+      const status = usedLength === 0 ? STATUS_NOT_WRITTEN : written[size]!;
+      if (status !== 0) {
+        throw new VirtioIommuRequestError(status, { type: 'PROBE', index: 0, fields: { endpoint } });
+      }
+      probe = parseProbeProperties(written.subarray(0, size));
+    }
+    const info: EndpointInfo = {
+      id: endpoint,
+      probe,
+      formats: describeTableFormats(probe, {
+        pageSizeMask: this.config.pageSizeMask,
+        inputRange: this.config.inputRange,
+      }),
+    };
+    this.endpoints.set(endpoint, info);
+    return info;
+  }
+
+  /** Allocates a domain ID within `domain_range`; the device creates the domain at the first attach. */
+  createDomain(kind: DomainKind = 'paging'): number {
+    if (kind === 'bypass' && !this.features.bypassConfig) {
+      throw new VmmError(
+        'ENOSYS',
+        'bypass domains need VIRTIO_IOMMU_F_BYPASS_CONFIG, which was not negotiated',
+      );
+    }
+    if (kind === 'paging' && !this.features.mapUnmap) {
+      throw new VmmError('ENOSYS', 'paging domains need VIRTIO_IOMMU_F_MAP_UNMAP, which was not negotiated');
+    }
+    const id = this.domainIds.alloc();
+    this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false });
+    return id;
+  }
+
+  /** Releases a domain ID; the domain must have no endpoint left. */
+  destroyDomain(domain: number): void {
+    const record = this.domainRecord(domain);
+    if (record.endpoints.size > 0) {
+      throw new VmmError(
+        'EBUSY',
+        `domain ${domain} still has endpoints ${[...record.endpoints].join(', ')}; detach them first`,
+      );
+    }
+    this.domains.delete(domain);
+    this.domainIds.free(domain);
+  }
+
+  /** Kind and endpoints of a domain. */
+  domainInfo(domain: number): { kind: DomainKind; endpoints: number[] } {
+    const record = this.domainRecord(domain);
+    return { kind: record.kind, endpoints: [...record.endpoints].sort((a, b) => a - b) };
+  }
+
+  /** The domain an endpoint is attached to, if any. */
+  domainOf(endpoint: number): number | undefined {
+    return this.endpointDomain.get(endpoint);
+  }
+
+  /**
+   * Attaches an endpoint (PROBE first, as virtio 1.2 §5.13.6.8 recommends). An endpoint attached
+   * elsewhere moves (the device detaches it implicitly). Identity domains without BYPASS_CONFIG
+   * get guest RAM mapped 1:1, minus the endpoint's reserved regions.
+   */
+  attach(endpoint: number, domain: number): void {
+    const record = this.domainRecord(domain);
+    if (record.kind === 'nested') {
+      throw new VmmError(
+        'EINVAL',
+        `domain ${domain} is nested: attach endpoints with the nested domain's attach()`,
+      );
+    }
+    const info = this.probeEndpoint(endpoint);
+    const useBypassFlag =
+      record.kind === 'bypass' || (record.kind === 'identity' && this.features.bypassConfig);
+    const batch = this.batch().attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
+    batch.submit().throwIfFailed();
+    this.noteAttached(endpoint, domain);
+    if (record.kind === 'identity' && !useBypassFlag && !record.identityMapped) {
+      this.mapIdentity(domain, info);
+      record.identityMapped = true;
+    }
+  }
+
+  /** Detaches an endpoint from its domain; a domain that loses its last endpoint loses its mappings. */
+  detach(endpoint: number): void {
+    const domain = this.endpointDomain.get(endpoint);
+    if (domain === undefined) throw new VmmError('ENOENT', `endpoint ${endpoint} is not attached`);
+    this.batch().detach(domain, endpoint).submit().throwIfFailed();
+    this.noteDetached(endpoint);
+  }
+
+  /** MAP one range; throws the typed error of a refused request. */
+  map(
+    domain: number,
+    iova: bigint | number,
+    phys: bigint | number,
+    size: bigint | number,
+    prot: { read?: boolean; write?: boolean; mmio?: boolean } = { read: true, write: true },
+  ): void {
+    this.batch().map(domain, iova, phys, size, mapFlags(prot)).submit().throwIfFailed();
+  }
+
+  /** UNMAP a range; throws the typed error of a refused request. */
+  unmap(domain: number, iova: bigint | number, size: bigint | number): void {
+    this.batch().unmap(domain, iova, size).submit().throwIfFailed();
+  }
+
+  /**
+   * Reads the interrupt status, acknowledges it, and handles the event queue. Requests are
+   * polled by the submitter, so the used-buffer bit only matters for faults here.
+   */
+  handleInterrupt(): number {
+    const status = this.transport.interruptStatus();
+    if (status !== 0) this.transport.ackInterrupt(status);
+    // virtio 1.2 §4.2.2: the used-buffer bit means "check every active queue".
+    return (status & VirtioMmioInterrupt.USED_BUFFER) !== 0 ? this.processEvents() : 0;
+  }
+
+  /** Handles every fault report the device returned, re-posting each buffer; returns how many. */
+  processEvents(): number {
+    return this.faults.process(this.sink);
+  }
+
+  /** Records an attach that succeeded: the implicit move out of another domain included. */
+  noteAttached(endpoint: number, domain: number): void {
+    const previous = this.endpointDomain.get(endpoint);
+    if (previous !== undefined && previous !== domain) this.noteDetached(endpoint);
+    this.endpointDomain.set(endpoint, domain);
+    this.domains.get(domain)?.endpoints.add(endpoint);
+  }
+
+  /** Records a detach: a domain without endpoints no longer exists on the device. */
+  noteDetached(endpoint: number): void {
+    const domain = this.endpointDomain.get(endpoint);
+    if (domain === undefined) return;
+    this.endpointDomain.delete(endpoint);
+    const record = this.domains.get(domain);
+    if (record === undefined) return;
+    record.endpoints.delete(endpoint);
+    // virtio 1.2 §5.13.6.4: a domain dies with its last endpoint, mappings included.
+    if (record.endpoints.size === 0) record.identityMapped = false;
+  }
+
+  /** Registers a domain created by an extension (the nested code) under a fresh ID. */
+  allocateDomain(kind: DomainKind): number {
+    const id = this.domainIds.alloc();
+    this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false });
+    return id;
+  }
+
+  private domainRecord(domain: number): DomainRecord {
+    const record = this.domains.get(domain);
+    if (record === undefined) {
+      throw new VmmError('ENOENT', `domain ${domain} was not created by this driver (use createDomain())`);
+    }
+    return record;
+  }
+
+  /**
+   * Maps every RAM bank 1:1 except the endpoint's reserved regions (Linux's identity emulation
+   * without bypass), aligned inward to the granule and clipped to the input range.
+   */
+  private mapIdentity(domain: number, info: EndpointInfo): void {
+    const g = this.config.granule;
+    const { start: inStart, end: inEnd } = this.config.inputRange;
+    const batch = this.batch();
+    const holes = info.probe.reservedRegions;
+    this.memory.forEachBank('ram', (bank) => {
+      let pieces: [bigint, bigint][] = [[BigInt(bank.gpa), BigInt(bank.end) - 1n]];
+      for (const hole of holes) {
+        const next: [bigint, bigint][] = [];
+        for (const [s, e] of pieces) {
+          if (hole.end < s || hole.start > e) next.push([s, e]);
+          else {
+            if (hole.start > s) next.push([s, hole.start - 1n]);
+            if (hole.end < e) next.push([hole.end + 1n, e]);
+          }
+        }
+        pieces = next;
+      }
+      for (const [s, e] of pieces) {
+        const lo = ((maxBig(s, inStart) + g - 1n) / g) * g;
+        const hi = ((minBig(e, inEnd) + 1n) / g) * g;
+        if (hi > lo) batch.map(domain, lo, lo, hi - lo, MapFlag.READ | MapFlag.WRITE);
+      }
+    });
+    batch.submit().throwIfFailed();
+  }
+}

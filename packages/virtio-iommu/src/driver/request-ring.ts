@@ -1,0 +1,164 @@
+/**
+ * The request queue as the driver drives it: request slots in guest RAM, many requests made
+ * available before one notification, and a bounded wait for the used ring.
+ */
+import {
+  type DriverQueueApi,
+  type GuestMemory,
+  hex,
+  type PageAllocator,
+  type Segment,
+  VmmError,
+} from '@vmmkit/core';
+import { RequestSize } from '../protocol/constants.js';
+import { STATUS_NOT_WRITTEN } from './request-error.js';
+
+/** Bytes reserved per request slot: the largest request (ATTACH_TABLE, 88) rounded up. */
+export const SLOT_SIZE = 128;
+
+/** Most waits the driver makes for one batch before declaring the device unresponsive. */
+export const DEFAULT_MAX_WAITS = 10_000;
+
+/**
+ * How the platform lets the driver wait for the device. `wait` is called while requests are
+ * outstanding and nothing was used yet; a worker-thread vCPU blocks on its interrupt word there.
+ * Without `wait` the driver runs inline: the device answered during the notification already,
+ * so finding nothing used means it will never answer.
+ */
+export interface CompletionWait {
+  wait?: () => void;
+  /** Bound on `wait` calls per batch (default 10 000). */
+  maxWaits?: number;
+}
+
+/** Result of a single large request (PROBE): how much the device wrote, and the writable bytes. */
+export interface LargeRequestResult {
+  usedLength: number;
+  written: Uint8Array;
+}
+
+export class RequestRing {
+  /** Requests that fit in the queue at once (two descriptors each). */
+  readonly capacity: number;
+  private readonly slotBase: number;
+  private readonly slots: Uint8Array;
+  private readonly readSegs: Segment[][];
+  private readonly writeSegs: Segment[][];
+  /** Batch index of the request in each slot. */
+  private readonly slotRequest: Int32Array;
+  private readonly maxWaits: number;
+  private brokenReason: string | null = null;
+
+  constructor(
+    private readonly memory: GuestMemory,
+    private readonly allocator: PageAllocator,
+    private readonly queue: DriverQueueApi,
+    private readonly kick: () => void,
+    private readonly waiter: CompletionWait = {},
+  ) {
+    this.capacity = Math.max(1, Math.floor(queue.size / 2));
+    this.slotBase = allocator.alloc(this.capacity * SLOT_SIZE);
+    this.slots = memory.view(this.slotBase, this.capacity * SLOT_SIZE, 'write');
+    this.readSegs = [];
+    this.writeSegs = [];
+    for (let i = 0; i < this.capacity; i++) {
+      this.readSegs.push([{ addr: this.slotBase + i * SLOT_SIZE, len: 0 }]);
+      this.writeSegs.push([{ addr: 0, len: RequestSize.TAIL }]);
+    }
+    this.slotRequest = new Int32Array(this.capacity);
+    this.maxWaits = waiter.maxWaits ?? DEFAULT_MAX_WAITS;
+  }
+
+  /** Set once the device failed to answer; the queue then holds buffers it may still write. */
+  get broken(): string | null {
+    return this.brokenReason;
+  }
+
+  /**
+   * Submits `count` requests staged in `staging` at a stride of `SLOT_SIZE` (readable part of
+   * `readLengths[i]` bytes each). Every request that fits is made available before one
+   * notification; statuses land in `statuses[i]` (`STATUS_NOT_WRITTEN` for used length 0).
+   */
+  submit(staging: Uint8Array, readLengths: Uint8Array, count: number, statuses: Uint8Array): void {
+    this.checkUsable();
+    let next = 0;
+    while (next < count) {
+      const chunk = Math.min(count - next, this.capacity, Math.floor(this.queue.freeCount / 2));
+      if (chunk === 0) throw this.fail('no free descriptors in the request queue');
+      this.slots.set(staging.subarray(next * SLOT_SIZE, (next + chunk) * SLOT_SIZE));
+      for (let i = 0; i < chunk; i++) {
+        const readable = readLengths[next + i]!;
+        const slot = this.slotBase + i * SLOT_SIZE;
+        this.readSegs[i]![0]!.len = readable;
+        this.writeSegs[i]![0]!.addr = slot + readable;
+        this.slotRequest[i] = next + i;
+        // virtio 1.2 §5.13.6.1: the tail is device-writable and starts zeroed by the copy above.
+        this.queue.add(this.readSegs[i]!, this.writeSegs[i]!, i);
+      }
+      this.notifyAndWait(chunk, (token, len) => {
+        const slot = token as number;
+        const index = this.slotRequest[slot]!;
+        const readable = readLengths[index]!;
+        // virtio 1.2 §5.13.6.1: a used length of 0 means the device did not write the request.
+        statuses[index] =
+          len < RequestSize.TAIL ? STATUS_NOT_WRITTEN : this.slots[slot * SLOT_SIZE + readable]!;
+      });
+      next += chunk;
+    }
+  }
+
+  /** One request with its own buffers (PROBE: a large writable part); waits for it like a batch. */
+  submitLarge(readable: Uint8Array, writableLength: number): LargeRequestResult {
+    this.checkUsable();
+    const total = readable.length + writableLength;
+    const gpa = this.allocator.alloc(total);
+    try {
+      this.memory.write(gpa, readable);
+      let usedLength = 0;
+      this.queue.add(
+        [{ addr: gpa, len: readable.length }],
+        [{ addr: gpa + readable.length, len: writableLength }],
+        -1,
+      );
+      this.notifyAndWait(1, (_token, len) => {
+        usedLength = len;
+      });
+      return { usedLength, written: this.memory.read(gpa + readable.length, writableLength) };
+    } finally {
+      if (this.brokenReason === null) this.allocator.free(gpa);
+    }
+  }
+
+  private notifyAndWait(expected: number, onUsed: (token: unknown, len: number) => void): void {
+    if (this.queue.kickNeeded()) this.kick();
+    let done = this.queue.collect(onUsed);
+    let waits = 0;
+    while (done < expected) {
+      if (this.waiter.wait === undefined) {
+        throw this.fail(
+          `the device answered ${done} of ${expected} requests during the notification (inline mode: it will not answer later)`,
+        );
+      }
+      if (waits >= this.maxWaits) {
+        throw this.fail(`the device answered ${done} of ${expected} requests after ${waits} waits`);
+      }
+      this.waiter.wait();
+      waits++;
+      done += this.queue.collect(onUsed);
+    }
+  }
+
+  private checkUsable(): void {
+    if (this.brokenReason !== null) {
+      throw new VmmError(
+        'EBUSY',
+        `virtio-iommu request queue unusable: ${this.brokenReason}; reset the device`,
+      );
+    }
+  }
+
+  private fail(reason: string): VmmError {
+    this.brokenReason = reason;
+    return new VmmError('EBUSY', `virtio-iommu request queue at slot area ${hex(this.slotBase)}: ${reason}`);
+  }
+}
