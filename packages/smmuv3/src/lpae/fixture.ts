@@ -51,11 +51,14 @@ export interface LpaeFixtureOptions {
   coherentWalk?: boolean;
   /** Bytes of RAM the tables come from. */
   tableBytes?: number;
+  /** TLB callbacks instead of a recording one (benchmarks). */
+  tlb?: IoPgtableFlushOps;
 }
 
 export interface LpaeFixture {
   memory: GuestMemory;
   allocator: BitmapPageAllocator;
+  /** The recording TLB (unused when `options.tlb` was given). */
   tlb: RecordingTlb;
   cfg: IoPgtableCfg;
   ops: IoPgtableOps;
@@ -78,7 +81,7 @@ export function lpaeFixture(options: LpaeFixtureOptions): LpaeFixture {
     oas: options.oas ?? 48,
     pgsizeBitmap: options.pgsizeBitmap,
     coherentWalk: options.coherentWalk ?? true,
-    tlb,
+    tlb: options.tlb ?? tlb,
     memory,
     allocator,
     vendor: {},

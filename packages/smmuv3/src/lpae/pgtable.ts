@@ -37,6 +37,8 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private readonly memory: GuestMemory;
   private readonly pgsizesDesc: number[];
   private readonly minPgsize: number;
+  /** Below this size only the smallest page fits, so `split` needs no alignment search. */
+  private readonly secondPgsize: number;
   private readonly inputLimit: number;
   private readonly outputLimit: number;
   private freed = false;
@@ -52,6 +54,8 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     this.memory = cfg.memory;
     this.pgsizesDesc = [...pgsizes].sort((a, b) => b - a);
     this.minPgsize = Math.min(...pgsizes);
+    this.secondPgsize =
+      this.pgsizesDesc.length > 1 ? this.pgsizesDesc[this.pgsizesDesc.length - 2]! : Infinity;
     this.inputLimit = 2 ** cfg.ias;
     this.outputLimit = 2 ** cfg.oas;
   }
@@ -280,6 +284,11 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
    * to use before a larger page becomes possible (Linux `iommu_pgsize`).
    */
   private split(iova: number, pa: number, size: number): Chunk {
+    if (size < this.secondPgsize) {
+      this.chunk.pgsize = this.minPgsize;
+      this.chunk.count = size / this.minPgsize;
+      return this.chunk;
+    }
     const sizes = this.pgsizesDesc;
     let pick = 0;
     for (let k = 0; k < sizes.length; k++) {
