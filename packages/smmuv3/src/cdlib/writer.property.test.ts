@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SZ_4K } from '../lpae/geometry.js';
 import { CD_BYTES } from './layout.js';
-import { armSmmuV3PasidVendor, writeArmCd } from './vendor.js';
+import { type ArmCdContext, armSmmuV3PasidVendor, writeArmCd } from './vendor.js';
 
 /** Guest memory that reports every 32-bit store, so the test sees each state the SMMU could fetch. */
 class WatchedMemory extends GuestMemory {
@@ -49,7 +49,7 @@ describe('CD writes never expose a mixed CD (Linux arm_smmu_write_entry invarian
         const allocator = new BitmapPageAllocator(memory, { base: BASE, size: RAM });
         let syncs = 0;
         let check: (() => void) | null = null;
-        const table = new PasidTableLibrary([armSmmuV3PasidVendor]).registerPasidTable(
+        const table = new PasidTableLibrary([armSmmuV3PasidVendor]).registerPasidTable<ArmCdContext>(
           'arm-smmu-v3',
           { name: 'smmu', memory, allocator, features: { ssidBits: 12, cd2l: true } },
           null,
@@ -76,13 +76,13 @@ describe('CD writes never expose a mixed CD (Linux arm_smmu_write_entry invarian
             if (at === 0) return;
             const now = readCd(at);
             if ((now[0]! & 0x8000_0000n) === 0n) return;
-            const same = (w: bigint[] | null) => w !== null && w.every((d, i) => d === now[i]);
+            const same = (w: bigint[] | null) => w?.every((d, i) => d === now[i]) === true;
             expect(same(before) || target === null || same(target)).toBe(true);
             if (target === null) expect(same(before)).toBe(true);
           };
           // Learn the target from a dry encode: write to a scratch table first.
           if (ctx) {
-            const scratch = new PasidTableLibrary([armSmmuV3PasidVendor]).registerPasidTable(
+            const scratch = new PasidTableLibrary([armSmmuV3PasidVendor]).registerPasidTable<ArmCdContext>(
               'arm-smmu-v3',
               { name: 'scratch', memory, allocator, features: { ssidBits: 0 } },
               null,
