@@ -1,1 +1,10 @@
-export {};
+export type {
+  HarnessEndpoint,
+  HarnessGuest,
+  HarnessTranslation,
+  SubmitResult,
+  VirtioIommuHarness,
+  VirtioIommuHarnessOptions,
+} from './harness.js';
+export { createVirtioIommuHarness, HARNESS_MMIO_BASE, linuxDriverFeatures } from './harness.js';
+export { POISON } from './request-arena.js';
