@@ -34,3 +34,17 @@ export { armLpaeS1Format, encodeArmLpaeTcrEl1, PGTF_ARM_LPAE } from './lpae/form
 export type { ArmLpaeS1Cfg, ArmLpaeS1Tcr } from './lpae/geometry.js';
 export { LPAE_DEFAULT_MAIR, MairIndex } from './lpae/geometry.js';
 export { protToPte } from './lpae/pte.js';
+export { Smmuv3 } from './model/smmuv3.js';
+export type {
+  CommandResult,
+  DmaAccessName,
+  Permissions,
+  Smmuv3Features,
+  Smmuv3Options,
+  Smmuv3Stats,
+  StreamTableConfig,
+  TranslateRequest,
+  TranslateResult,
+  TranslationOut,
+} from './model/types.js';
+export { AccessCode, createTranslationOut } from './model/types.js';

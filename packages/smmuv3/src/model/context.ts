@@ -1,0 +1,212 @@
+/**
+ * Validation of fetched STEs and CDs into the decoded form the walker uses.
+ *
+ * Input is 16 little-endian 32-bit words (8 dwords) exactly as read from guest memory; nothing
+ * here trusts them. Each check names the rule it enforces (IHI 0070 = SMMUv3 architecture;
+ * where the rule follows QEMU's model rather than a verified spec sentence, it says so).
+ */
+
+import { IPS_BITS } from '../codec/cd.js';
+import { EventType } from '../codec/event.js';
+
+/** Parameters of the modelled SMMU that validation depends on. */
+export interface SmmuParams {
+  oas: number;
+  ssidBits: number;
+  asid16: boolean;
+  twoLevelCd: boolean;
+  granule4k: boolean;
+  granule16k: boolean;
+  granule64k: boolean;
+}
+
+export const StreamKind = { ABORT: 0, BYPASS: 1, S1: 2 } as const;
+
+/** A valid STE, decoded. */
+export interface StreamInfo {
+  kind: number;
+  s1fmt: number;
+  s1cdmax: number;
+  s1dss: number;
+  contextPtr: number;
+}
+
+/** Outcome of a validation: the decoded structure, or the event type and why. */
+export type Checked<T> = { ok: true; value: T } | { ok: false; type: number; reason: string };
+
+function bad<T>(type: number, reason: string): Checked<T> {
+  return { ok: false, type, reason };
+}
+
+/** IHI 0070 §5.2: STE validity for the stage-1-only SMMU this model is (IDR0.S1P=1, S2P=0). */
+export function checkSte(w: Uint32Array, p: SmmuParams): Checked<StreamInfo> {
+  const lo0 = w[0]!;
+  const hi0 = w[1]!;
+  const lo1 = w[2]!;
+  if ((lo0 & 1) === 0) return bad(EventType.C_BAD_STE, 'STE.V is 0');
+  const config = (lo0 >>> 1) & 7;
+  const s1fmt = (lo0 >>> 4) & 3;
+  const contextPtr = (hi0 & 0xfffff) * 2 ** 32 + ((lo0 & 0xffff_ffc0) >>> 0);
+  const s1cdmax = hi0 >>> 27;
+  const s1dss = lo1 & 3;
+  const strw = (lo1 >>> 30) & 3;
+  // IHI 0070 §5.2: Config 0b000 aborts silently, 0b100 bypasses both stages, 0b101 is stage 1 only.
+  if (config === 0) return { ok: true, value: { kind: StreamKind.ABORT, s1fmt, s1cdmax, s1dss, contextPtr } };
+  if (config === 4)
+    return { ok: true, value: { kind: StreamKind.BYPASS, s1fmt, s1cdmax, s1dss, contextPtr } };
+  // Config 0b001–0b011 are reserved (ILLEGAL); 0b110/0b111 need stage 2, which IDR0.S2P=0 lacks.
+  if (config !== 5)
+    return bad(EventType.C_BAD_STE, `STE.Config ${config.toString(2)} is reserved or needs stage 2`);
+  // Dword 0 [58:52] are RES0.
+  if (((hi0 >>> 20) & 0x7f) !== 0) return bad(EventType.C_BAD_STE, 'STE dword 0 bits [58:52] are RES0');
+  // S1CDMax above IDR1.SSIDSIZE is ILLEGAL.
+  if (s1cdmax > p.ssidBits) {
+    return bad(EventType.C_BAD_STE, `STE.S1CDMax ${s1cdmax} exceeds SSIDSIZE ${p.ssidBits}`);
+  }
+  if (s1cdmax !== 0) {
+    // S1Fmt 0b11 is reserved; two-level formats need IDR0.CD2L. Ignored when S1CDMax = 0.
+    if (s1fmt === 3) return bad(EventType.C_BAD_STE, 'STE.S1Fmt 3 is reserved');
+    if (s1fmt !== 0 && !p.twoLevelCd) {
+      return bad(EventType.C_BAD_STE, 'STE.S1Fmt selects a two-level CD table but CD2L is not implemented');
+    }
+    // S1DSS 0b11 is reserved.
+    if (s1dss === 3) return bad(EventType.C_BAD_STE, 'STE.S1DSS 3 is reserved');
+  }
+  // STRW: only NS-EL1 (0b00) is usable without IDR0.HYP; EL2 and reserved values are ILLEGAL.
+  if (strw !== 0) return bad(EventType.C_BAD_STE, `STE.STRW ${strw} needs EL2 support (IDR0.HYP=0)`);
+  return { ok: true, value: { kind: StreamKind.S1, s1fmt, s1cdmax, s1dss, contextPtr } };
+}
+
+const TG0_SHIFT = [12, 16, 14, -1];
+const TG1_SHIFT = [-1, 14, 12, 16];
+
+/** A valid CD, decoded for the TT0 walk. Numbers only: this is what the hot path reads. */
+export class S1Context {
+  /** 0 = walk, 1 = stage 1 bypassed (S1DSS bypass or STE Config bypass). */
+  kind = 0;
+  asid = 0;
+  granuleShift = 12;
+  stride = 9;
+  inputSize = 48;
+  /** 2^inputSize: TT0 covers [0, inputLimit). */
+  inputLimit = 2 ** 48;
+  startLevel = 0;
+  startShift = 39;
+  startIndexBits = 9;
+  /** TTB0 with the bits below the start table's size cleared. */
+  tableBase = 0;
+  /** Effective output size: min(IPS, OAS). */
+  outputBits = 48;
+  outputLimit = 2 ** 48;
+  /** Lowest level where a block descriptor is allowed. */
+  minBlockLevel = 1;
+  /** 64K granule with a 52-bit output: PA[51:48] sit in descriptor bits [15:12]. */
+  lpa = false;
+  affd = false;
+  /** CD.R: record translation-class faults. */
+  record = true;
+  epd0 = false;
+  /** CD.HAD0: ignore APTable / XNTable / PXNTable. */
+  had = false;
+  wxn = false;
+  pan = false;
+  /** Where the CD was read, for explain (−1 when not from memory). */
+  cdAddress = -1;
+}
+
+/** The context of a stage-1-bypassed stream. */
+export const BYPASS_CONTEXT: S1Context = (() => {
+  const c = new S1Context();
+  c.kind = 1;
+  return c;
+})();
+
+function checkTtb(
+  lo: number,
+  hi: number,
+  n: number,
+  tsz: number,
+  shift: number,
+  p: SmmuParams,
+  outputBits: number,
+): string | null {
+  if (shift < 0) return `TG${n} selects a reserved granule`;
+  if ((shift === 12 && !p.granule4k) || (shift === 14 && !p.granule16k) || (shift === 16 && !p.granule64k)) {
+    return `TG${n} selects a granule the SMMU does not implement`;
+  }
+  // T0SZ bounds: 16 (48-bit VA, no VAX) to 39 (no IDR3.STT); QEMU enforces the same range.
+  if (tsz < 16 || tsz > 39) return `T${n}SZ ${tsz} is outside 16..39`;
+  // Dword 1/2 bits [3:2] and [63:52] are RES0.
+  if ((lo & 0xc) !== 0 || hi >>> 20 !== 0) return `TTB${n} dword has RES0 bits set`;
+  // TTBn beyond the effective output size: ILLEGAL CD (QEMU: C_BAD_CD; reference §9.4).
+  const ttb = (hi & 0xfffff) * 2 ** 32 + ((lo & 0xffff_fff0) >>> 0);
+  if (ttb >= 2 ** outputBits)
+    return `TTB${n} 0x${ttb.toString(16)} is beyond the ${outputBits}-bit output size`;
+  return null;
+}
+
+/** IHI 0070 §5.4: CD validity for an AArch64, little-endian, terminate-model SMMU without HTTU or stall. */
+export function checkCd(w: Uint32Array, p: SmmuParams): Checked<S1Context> {
+  const lo0 = w[0]!;
+  const hi0 = w[1]!;
+  if (lo0 >>> 31 === 0) return bad(EventType.C_BAD_CD, 'CD.V is 0');
+  if (((hi0 >>> 9) & 1) === 0) return bad(EventType.C_BAD_CD, 'CD.AA64 is 0 (AArch32 tables unsupported)');
+  if (((lo0 >>> 15) & 1) !== 0)
+    return bad(EventType.C_BAD_CD, 'CD.ENDI is 1 (big-endian tables unsupported)');
+  // HA/HD without IDR0.HTTU, S without a stall model are ILLEGAL; A=0 with IDR0.TERM_MODEL=1 too (QEMU).
+  if (((hi0 >>> 10) & 3) !== 0) return bad(EventType.C_BAD_CD, 'CD.HA/HD set but HTTU is not implemented');
+  if (((hi0 >>> 12) & 1) !== 0)
+    return bad(EventType.C_BAD_CD, 'CD.S set but the stall model is not implemented');
+  if (((hi0 >>> 14) & 1) === 0) return bad(EventType.C_BAD_CD, 'CD.A is 0 but TERM_MODEL requires abort');
+  const asid = hi0 >>> 16;
+  if (!p.asid16 && asid > 0xff) return bad(EventType.C_BAD_CD, `CD.ASID ${asid} is wider than 8 bits`);
+  const ips = hi0 & 7;
+  if (ips === 7) return bad(EventType.C_BAD_CD, 'CD.IPS 7 is reserved');
+  // An IPS larger than the implemented OAS behaves as the OAS.
+  const outputBits = Math.min(IPS_BITS[ips]!, p.oas);
+  const epd0 = ((lo0 >>> 14) & 1) === 1;
+  const epd1 = ((lo0 >>> 30) & 1) === 1;
+  const t0sz = lo0 & 0x3f;
+  const shift0 = TG0_SHIFT[(lo0 >>> 6) & 3]!;
+  if (!epd0) {
+    const why = checkTtb(w[2]!, w[3]!, 0, t0sz, shift0, p, outputBits);
+    if (why !== null) return bad(EventType.C_BAD_CD, why);
+  }
+  if (!epd1) {
+    const why = checkTtb(w[4]!, w[5]!, 1, (lo0 >>> 16) & 0x3f, TG1_SHIFT[(lo0 >>> 22) & 3]!, p, outputBits);
+    if (why !== null) return bad(EventType.C_BAD_CD, why);
+  }
+  const c = new S1Context();
+  c.asid = asid;
+  c.epd0 = epd0;
+  c.affd = ((hi0 >>> 3) & 1) === 1;
+  c.wxn = ((hi0 >>> 4) & 1) === 1;
+  c.pan = ((hi0 >>> 8) & 1) === 1;
+  c.record = ((hi0 >>> 13) & 1) === 1;
+  c.had = ((w[2]! >>> 1) & 1) === 1;
+  c.outputBits = outputBits;
+  c.outputLimit = 2 ** outputBits;
+  if (!epd0) {
+    const g = shift0;
+    const stride = g - 3;
+    const inputSize = 64 - t0sz;
+    // VMSAv8-64 start level: enough levels of `stride` bits to cover the input above the page offset.
+    const startLevel = 4 - Math.ceil((inputSize - g) / stride);
+    const startShift = g + (3 - startLevel) * stride;
+    const tableBits = inputSize - startShift + 3;
+    const ttb = (w[3]! & 0xfffff) * 2 ** 32 + ((w[2]! & 0xffff_fff0) >>> 0);
+    c.granuleShift = g;
+    c.stride = stride;
+    c.inputSize = inputSize;
+    c.inputLimit = 2 ** inputSize;
+    c.startLevel = startLevel;
+    c.startShift = startShift;
+    c.startIndexBits = inputSize - startShift;
+    // The start table is aligned to its size; lower TTB0 bits are ignored (QEMU's indexmask).
+    c.tableBase = ttb - (ttb % 2 ** tableBits);
+    // Blocks: 4K at L1/L2, 16K at L2, 64K at L2 (and L1 with 52-bit output, FEAT_LPA).
+    c.minBlockLevel = g === 12 ? 1 : g === 16 && p.oas === 52 ? 1 : 2;
+    c.lpa = g === 16 && outputBits === 52;
+  }
+  return { ok: true, value: c };
+}

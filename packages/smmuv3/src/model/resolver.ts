@@ -1,0 +1,260 @@
+/**
+ * From (StreamID, SubstreamID) to a stage-1 context: STE fetch (linear or two-level stream
+ * table, or an STE the host set), substream selection (S1CDMax, S1DSS), CD fetch (single,
+ * linear, two-level) and validation — with the STE and CD caches an SMMU keeps.
+ *
+ * Caches hold only valid structures and are emptied only by the CFGI commands (and by the host
+ * replacing a stream's configuration). A failure leaves `event*` fields set and returns null.
+ */
+import type { GuestMemory, TranslationStep } from '@vmmkit/core';
+import { EventType } from '../codec/event.js';
+import {
+  BYPASS_CONTEXT,
+  type Checked,
+  checkCd,
+  checkSte,
+  type S1Context,
+  type SmmuParams,
+  type StreamInfo,
+  StreamKind,
+} from './context.js';
+import type { Smmuv3Stats, StreamTableConfig } from './types.js';
+
+/** Type 0 is not an SMMU event ID: an STE with Config abort terminates silently. */
+export const ABORT_EVENT_TYPE = 0;
+
+const SSID_SPAN = 2 ** 20;
+
+function hexWords(w: Uint32Array): string {
+  const parts: string[] = [];
+  for (let i = 0; i < w.length; i += 2) {
+    parts.push(`${w[i + 1]!.toString(16).padStart(8, '0')}${w[i]!.toString(16).padStart(8, '0')}`);
+  }
+  return parts.join(' ');
+}
+
+export class ContextResolver {
+  streamTable: Required<StreamTableConfig> | null = null;
+  /** STEs the host built (setStreamConfig), by StreamID. */
+  readonly hostStes = new Map<number, Uint32Array>();
+  private readonly steCache = new Map<number, StreamInfo>();
+  /** Key: sid · 2^20 + CD index. */
+  private readonly cdCache = new Map<number, S1Context>();
+  private readonly words = new Uint32Array(16);
+  private readonly pair = new Uint32Array(2);
+
+  /** Set when `resolve` fails. */
+  eventType = 0;
+  eventFetchAddress = 0;
+  /** Whether the failing transaction's SSID is reported (SSV). */
+  eventReason = '';
+
+  constructor(
+    private readonly memory: GuestMemory,
+    private readonly params: SmmuParams,
+    private readonly stats: Smmuv3Stats,
+  ) {}
+
+  private fail(type: number, reason: string, fetchAddress = 0): null {
+    this.eventType = type;
+    this.eventReason = reason;
+    this.eventFetchAddress = fetchAddress;
+    return null;
+  }
+
+  /** Reads `count` 32-bit words at `address`; false when the range is not RAM or beyond the OAS. */
+  private fetch(address: number, target: Uint32Array, count: number): boolean {
+    if (!(address + count * 4 <= 2 ** this.params.oas)) return false;
+    const bank = this.memory.ramBank(address, count * 4);
+    if (bank === null) return false;
+    const off = address - bank.gpa;
+    for (let i = 0; i < count; i++) target[i] = bank.view.getUint32(off + i * 4, true);
+    return true;
+  }
+
+  private fetchSte(sid: number, trace: TranslationStep[] | null): StreamInfo | null {
+    const hostSte = this.hostStes.get(sid);
+    let words: Uint32Array;
+    let steAddress: number | undefined;
+    if (hostSte !== undefined) {
+      words = hostSte;
+    } else {
+      const st = this.streamTable;
+      // IHI 0070 §3.3: a StreamID at or beyond 2^LOG2SIZE (or with no table) is C_BAD_STREAMID.
+      if (st === null) return this.fail(EventType.C_BAD_STREAMID, 'no stream table and no host STE');
+      if (!(sid < 2 ** st.log2Size)) {
+        return this.fail(EventType.C_BAD_STREAMID, `StreamID ${sid} ≥ 2^${st.log2Size}`);
+      }
+      if (st.format === 'linear') {
+        steAddress = st.base + sid * 64;
+      } else {
+        const l1Address = st.base + Math.floor(sid / 2 ** st.split) * 8;
+        if (!this.fetch(l1Address, this.pair, 2)) {
+          return this.fail(EventType.F_STE_FETCH, 'L1STD not readable', l1Address);
+        }
+        const span = this.pair[0]! & 0x1f;
+        const l2ptr = (this.pair[1]! & 0xfffff) * 2 ** 32 + ((this.pair[0]! & 0xffff_ffc0) >>> 0);
+        if (trace !== null) {
+          trace.push({
+            label: 'L1STD',
+            address: l1Address,
+            value: hexWords(this.pair),
+            fields: { span, l2ptr },
+          });
+        }
+        // §5.1: Span 0 marks an invalid L2 pointer; values above SPLIT+1 are reserved.
+        if (span === 0 || span > st.split + 1) {
+          return this.fail(EventType.C_BAD_STREAMID, `L1STD.Span ${span} is invalid`);
+        }
+        // A StreamID beyond the 2^(Span−1) STEs of the L2 table is out of range (QEMU: C_BAD_STE).
+        const l2Index = sid % 2 ** st.split;
+        if (l2Index >= 2 ** (span - 1)) {
+          return this.fail(EventType.C_BAD_STREAMID, `StreamID ${sid} is beyond L1STD.Span ${span}`);
+        }
+        steAddress = l2ptr + l2Index * 64;
+      }
+      words = this.words;
+      if (!this.fetch(steAddress, words, 16)) {
+        return this.fail(EventType.F_STE_FETCH, 'STE not readable', steAddress);
+      }
+    }
+    const checked = checkSte(words, this.params);
+    if (trace !== null) traceStructure(trace, 'STE', steAddress, words, checked);
+    if (!checked.ok) return this.fail(checked.type, checked.reason);
+    return checked.value;
+  }
+
+  private fetchCd(ste: StreamInfo, cdIndex: number, trace: TranslationStep[] | null): S1Context | null {
+    let cdAddress: number;
+    if (ste.s1cdmax === 0) {
+      cdAddress = ste.contextPtr;
+    } else if (ste.s1fmt === 0) {
+      cdAddress = ste.contextPtr + cdIndex * 64;
+    } else {
+      const split = ste.s1fmt === 1 ? 6 : 10;
+      const l1Address = ste.contextPtr + Math.floor(cdIndex / 2 ** split) * 8;
+      if (!this.fetch(l1Address, this.pair, 2)) {
+        return this.fail(EventType.F_CD_FETCH, 'L1CD not readable', l1Address);
+      }
+      const l2ptr = (this.pair[1]! & 0xfffff) * 2 ** 32 + ((this.pair[0]! & 0xffff_f000) >>> 0);
+      if (trace !== null) {
+        const valid = (this.pair[0]! & 1) === 1;
+        trace.push({
+          label: 'L1CD',
+          address: l1Address,
+          value: hexWords(this.pair),
+          fields: { valid, l2ptr },
+        });
+      }
+      // §5.3: an L1CD with V=0 leaves the substream without a CD.
+      if ((this.pair[0]! & 1) === 0) return this.fail(EventType.C_BAD_SUBSTREAMID, 'L1CD.V is 0');
+      cdAddress = l2ptr + (cdIndex % 2 ** split) * 64;
+    }
+    if (!this.fetch(cdAddress, this.words, 16)) {
+      return this.fail(EventType.F_CD_FETCH, 'CD not readable', cdAddress);
+    }
+    const checked = checkCd(this.words, this.params);
+    if (trace !== null) traceStructure(trace, 'CD', cdAddress, this.words, checked);
+    if (!checked.ok) return this.fail(checked.type, checked.reason);
+    checked.value.cdAddress = cdAddress;
+    return checked.value;
+  }
+
+  /**
+   * The context for a transaction; `ssid` −1 = no SubstreamID. With `trace`, caches are neither
+   * read nor filled and every structure read is recorded.
+   */
+  resolve(sid: number, ssid: number, trace: TranslationStep[] | null): S1Context | null {
+    let ste = trace === null ? this.steCache.get(sid) : undefined;
+    if (ste !== undefined) {
+      this.stats.steCacheHits++;
+    } else {
+      if (trace === null) this.stats.steCacheMisses++;
+      const fetched = this.fetchSte(sid, trace);
+      if (fetched === null) return null;
+      ste = fetched;
+      if (trace === null) this.steCache.set(sid, ste);
+    }
+    if (ste.kind === StreamKind.ABORT) return this.fail(ABORT_EVENT_TYPE, 'STE.Config is abort');
+    // §3.9: with stage 1 bypassed, or S1CDMax = 0, a transaction with a SubstreamID is C_BAD_SUBSTREAMID.
+    if (ste.kind === StreamKind.BYPASS) {
+      if (ssid >= 0) return this.fail(EventType.C_BAD_SUBSTREAMID, 'SubstreamID on a bypass STE');
+      return BYPASS_CONTEXT;
+    }
+    let cdIndex: number;
+    if (ssid >= 0) {
+      if (ste.s1cdmax === 0) return this.fail(EventType.C_BAD_SUBSTREAMID, 'SubstreamID but S1CDMax is 0');
+      if (!(ssid < 2 ** ste.s1cdmax)) {
+        return this.fail(EventType.C_BAD_SUBSTREAMID, `SubstreamID ${ssid} ≥ 2^S1CDMax (${ste.s1cdmax})`);
+      }
+      // §5.2 S1DSS: with 0b10 CD 0 serves transactions without a SubstreamID and SSID 0 is illegal.
+      if (ssid === 0 && ste.s1dss === 2) {
+        return this.fail(EventType.C_BAD_SUBSTREAMID, 'SubstreamID 0 is reserved by S1DSS=SSID0');
+      }
+      cdIndex = ssid;
+    } else if (ste.s1cdmax === 0) {
+      cdIndex = 0;
+    } else if (ste.s1dss === 0) {
+      return this.fail(EventType.F_STREAM_DISABLED, 'no SubstreamID and S1DSS is terminate');
+    } else if (ste.s1dss === 1) {
+      return BYPASS_CONTEXT;
+    } else {
+      cdIndex = 0;
+    }
+    const key = sid * SSID_SPAN + cdIndex;
+    let cd = trace === null ? this.cdCache.get(key) : undefined;
+    if (cd !== undefined) {
+      this.stats.cdCacheHits++;
+      return cd;
+    }
+    if (trace === null) this.stats.cdCacheMisses++;
+    const fetched = this.fetchCd(ste, cdIndex, trace);
+    if (fetched === null) return null;
+    cd = fetched;
+    if (trace === null) this.cdCache.set(key, cd);
+    return cd;
+  }
+
+  /** CFGI_STE / CFGI_STE_RANGE: the STEs and everything fetched through them. */
+  invalidateStreams(first: number, last: number): void {
+    for (const sid of [...this.steCache.keys()]) if (sid >= first && sid <= last) this.steCache.delete(sid);
+    for (const key of [...this.cdCache.keys()]) {
+      const sid = Math.floor(key / SSID_SPAN);
+      if (sid >= first && sid <= last) this.cdCache.delete(key);
+    }
+  }
+
+  /** CFGI_CD (`ssid` ≥ 0) or CFGI_CD_ALL (`ssid` −1) for one StreamID. */
+  invalidateCds(sid: number, ssid: number): void {
+    if (ssid >= 0) {
+      this.cdCache.delete(sid * SSID_SPAN + ssid);
+      return;
+    }
+    for (const key of [...this.cdCache.keys()])
+      if (Math.floor(key / SSID_SPAN) === sid) this.cdCache.delete(key);
+  }
+
+  invalidateAll(): void {
+    this.steCache.clear();
+    this.cdCache.clear();
+  }
+
+  cachedCds(): number {
+    return this.cdCache.size;
+  }
+}
+
+function traceStructure<T>(
+  trace: TranslationStep[],
+  label: string,
+  address: number | undefined,
+  words: Uint32Array,
+  checked: Checked<T>,
+): void {
+  trace.push({
+    label,
+    ...(address === undefined ? {} : { address }),
+    value: hexWords(words),
+    fields: checked.ok ? { valid: true } : { valid: false, reason: checked.reason },
+  });
+}

@@ -1,0 +1,411 @@
+/**
+ * The SMMUv3 translation model (host side): stream configuration → CD → stage-1 walk, with an
+ * STE cache, a CD cache and an IOTLB that only CMDQ commands invalidate.
+ *
+ * This SMMU implements stage 1 only (IDR0.S1P=1, S2P=0), AArch64 little-endian tables, the
+ * terminate fault model (no stall), no HTTU, no ATS, NS-EL1 StreamWorld, one VMID (the VMID of
+ * TLBI commands is not compared). Guest memory is untrusted: every failure is an event.
+ */
+import { ErrorCode, type GuestMemory, hex, type TranslationStep, VmmError } from '@vmmkit/core';
+import { IPS_BITS } from '../codec/cd.js';
+import { decodeCommand } from '../codec/command.js';
+import { EventClass, EventType, makeEvent, type SmmuEvent } from '../codec/event.js';
+import { executeCommand } from './commands.js';
+import { BYPASS_CONTEXT, type S1Context, type SmmuParams } from './context.js';
+import { Iotlb } from './iotlb.js';
+import { ABORT_EVENT_TYPE, ContextResolver } from './resolver.js';
+import {
+  AccessCode,
+  type CommandResult,
+  createStats,
+  createTranslationOut,
+  type DmaAccessName,
+  type Smmuv3Features,
+  type Smmuv3Options,
+  type Smmuv3Stats,
+  type StreamTableConfig,
+  type TranslateRequest,
+  type TranslateResult,
+  type TranslationOut,
+} from './types.js';
+import { POW2, WalkResult, walkStage1 } from './walk.js';
+
+const PAGE = 4096;
+const RECORD_GATED = new Set<number>([
+  EventType.F_TRANSLATION,
+  EventType.F_ADDR_SIZE,
+  EventType.F_ACCESS,
+  EventType.F_PERMISSION,
+]);
+
+const DEFAULT_FEATURES: Smmuv3Features = {
+  twoLevelCdTables: true,
+  twoLevelStreamTables: true,
+  asid16: true,
+  granule4k: true,
+  granule16k: true,
+  granule64k: true,
+  sidBits: 32,
+  iotlbEntries: 4096,
+};
+
+/** Expands the 6-bit permission code for one privilege level to 1 read | 2 write | 4 exec. */
+function permBits(perm6: number, privileged: boolean): number {
+  return privileged ? (perm6 >>> 3) & 7 : perm6 & 7;
+}
+
+function accessCodeOf(access: DmaAccessName, privileged: boolean): number {
+  const base = access === 'read' ? 0 : access === 'write' ? 1 : access === 'exec' ? 2 : -1;
+  if (base < 0) {
+    throw new VmmError(ErrorCode.EINVAL, `access must be 'read', 'write' or 'exec', got ${String(access)}`);
+  }
+  return base + (privileged ? AccessCode.PRIVILEGED : 0);
+}
+
+export class Smmuv3 {
+  readonly memory: GuestMemory;
+  readonly oas: number;
+  readonly ssidBits: number;
+  readonly features: Readonly<Smmuv3Features>;
+  readonly stats: Smmuv3Stats = createStats();
+  /** null when the IOTLB is disabled (`features.iotlbEntries: 0`). */
+  readonly iotlb: Iotlb | null;
+  private readonly resolver: ContextResolver;
+  private readonly walkResult = new WalkResult();
+  private readonly scratchOut = createTranslationOut();
+  // One-entry memo of the last (sid, ssid) → context lookup; cleared by every CFGI.
+  private lastSid = -1;
+  private lastSsid = -2;
+  private lastContext: S1Context | null = null;
+
+  constructor(options: Smmuv3Options) {
+    if (options === undefined || options.memory === undefined) {
+      throw new VmmError(ErrorCode.EINVAL, 'Smmuv3 needs { memory } (the guest memory it walks)');
+    }
+    const oas = options.oas ?? 48;
+    if (!IPS_BITS.includes(oas)) {
+      throw new VmmError(ErrorCode.EINVAL, `oas must be one of ${IPS_BITS.join(', ')} bits, got ${oas}`);
+    }
+    const ssidBits = options.ssidBits ?? 20;
+    if (!Number.isInteger(ssidBits) || ssidBits < 0 || ssidBits > 20) {
+      throw new VmmError(ErrorCode.EINVAL, `ssidBits must be an integer from 0 to 20, got ${ssidBits}`);
+    }
+    const features = { ...DEFAULT_FEATURES, ...options.features };
+    const entries = features.iotlbEntries;
+    if (!Number.isInteger(entries) || entries < 0 || (entries & (entries - 1)) !== 0 || entries > 2 ** 24) {
+      throw new VmmError(ErrorCode.EINVAL, `iotlbEntries must be 0 or a power of two ≤ 2^24, got ${entries}`);
+    }
+    if (!Number.isInteger(features.sidBits) || features.sidBits < 0 || features.sidBits > 32) {
+      throw new VmmError(
+        ErrorCode.EINVAL,
+        `sidBits must be an integer from 0 to 32, got ${features.sidBits}`,
+      );
+    }
+    this.memory = options.memory;
+    this.oas = oas;
+    this.ssidBits = ssidBits;
+    this.features = Object.freeze(features);
+    this.iotlb = entries > 0 ? new Iotlb(entries) : null;
+    const params: SmmuParams = {
+      oas,
+      ssidBits,
+      asid16: features.asid16,
+      twoLevelCd: features.twoLevelCdTables,
+      granule4k: features.granule4k,
+      granule16k: features.granule16k,
+      granule64k: features.granule64k,
+    };
+    this.resolver = new ContextResolver(this.memory, params, this.stats);
+  }
+
+  /** Programs STRTAB_BASE / STRTAB_BASE_CFG. STEs are then fetched from guest memory. */
+  setStreamTable(config: StreamTableConfig): void {
+    const { base, log2Size, format } = config;
+    const split = config.split ?? 8;
+    if (!Number.isSafeInteger(base) || base < 0 || base % 64 !== 0 || base >= 2 ** this.oas) {
+      throw new VmmError(
+        ErrorCode.EINVAL,
+        `stream table base ${base} must be 64-byte aligned and below 2^oas`,
+      );
+    }
+    if (!Number.isInteger(log2Size) || log2Size < 0 || log2Size > this.features.sidBits) {
+      throw new VmmError(
+        ErrorCode.EINVAL,
+        `log2Size ${log2Size} must be an integer from 0 to sidBits (${this.features.sidBits})`,
+      );
+    }
+    if (format !== 'linear' && format !== '2-level') {
+      throw new VmmError(ErrorCode.EINVAL, `format must be 'linear' or '2-level', got ${String(format)}`);
+    }
+    if (format === '2-level') {
+      if (!this.features.twoLevelStreamTables) {
+        throw new VmmError(ErrorCode.EINVAL, 'this SMMU has no two-level stream tables (features)');
+      }
+      if (split !== 6 && split !== 8 && split !== 10) {
+        throw new VmmError(ErrorCode.EINVAL, `split must be 6, 8 or 10, got ${split}`);
+      }
+    }
+    this.resolver.streamTable = { base, log2Size, format, split };
+    this.invalidateConfig();
+  }
+
+  /**
+   * Gives `sid` an STE the host built (64 bytes), used instead of the stream table. The host
+   * writing an STE implies its CFGI_STE: the stream's cached configuration is dropped.
+   */
+  setStreamConfig(sid: number, steBytes: Uint8Array): void {
+    this.checkSid(sid);
+    if (!(steBytes instanceof Uint8Array) || steBytes.length !== 64) {
+      throw new VmmError(ErrorCode.EINVAL, 'setStreamConfig needs a 64-byte STE (see encodeSte)');
+    }
+    const view = new DataView(steBytes.buffer, steBytes.byteOffset, 64);
+    const words = new Uint32Array(16);
+    for (let i = 0; i < 16; i++) words[i] = view.getUint32(i * 4, true);
+    this.resolver.hostStes.set(sid, words);
+    this.resolver.invalidateStreams(sid, sid);
+    this.invalidateConfig();
+  }
+
+  /** Removes a host-built STE; the stream table (if any) serves `sid` again. */
+  clearStreamConfig(sid: number): void {
+    this.resolver.hostStes.delete(sid);
+    this.resolver.invalidateStreams(sid, sid);
+    this.invalidateConfig();
+  }
+
+  private checkSid(sid: number): void {
+    if (!Number.isInteger(sid) || sid < 0 || sid >= 2 ** this.features.sidBits) {
+      throw new VmmError(ErrorCode.EINVAL, `sid ${sid} must be an integer below 2^${this.features.sidBits}`);
+    }
+  }
+
+  private checkRequest(request: TranslateRequest): void {
+    this.checkSid(request.sid);
+    const { ssid, iova } = request;
+    if (ssid !== undefined && (!Number.isInteger(ssid) || ssid < 0 || ssid >= 2 ** 20)) {
+      throw new VmmError(ErrorCode.EINVAL, `ssid ${ssid} must be an integer below 2^20 (or absent)`);
+    }
+    if (!Number.isSafeInteger(iova) || iova < 0) {
+      throw new VmmError(ErrorCode.EINVAL, `iova ${iova} must be a non-negative safe integer`);
+    }
+  }
+
+  /** Translates one transaction. */
+  translate(request: TranslateRequest): TranslateResult {
+    this.checkRequest(request);
+    const privileged = request.privileged === true;
+    const code = accessCodeOf(request.access, privileged);
+    const out = this.scratchOut;
+    if (this.translateInto(request.sid, request.ssid ?? -1, request.iova, code, out)) {
+      return {
+        ok: true,
+        pa: out.pa,
+        perm: { read: (out.perm & 1) !== 0, write: (out.perm & 2) !== 0, exec: (out.perm & 4) !== 0 },
+        level: out.level,
+        pageSize: out.pageSize,
+      };
+    }
+    return { ok: false, event: out.event!, recorded: out.recorded };
+  }
+
+  /**
+   * The allocation-free translation: `ssid` −1 = no SubstreamID; `accessCode` from `AccessCode`
+   * (read 0, write 1, exec 2, +3 privileged). Returns true and fills `out`, or false with
+   * `out.event` set. Arguments are trusted to be integers (use `translate` for checked input).
+   */
+  translateInto(sid: number, ssid: number, iova: number, accessCode: number, out: TranslationOut): boolean {
+    this.stats.translations++;
+    let ctx = this.lastContext;
+    if (ctx === null || sid !== this.lastSid || ssid !== this.lastSsid) {
+      ctx = this.resolver.resolve(sid, ssid, null);
+      if (ctx === null) return this.configFault(sid, ssid, out);
+      this.lastSid = sid;
+      this.lastSsid = ssid;
+      this.lastContext = ctx;
+    }
+    const privileged = accessCode >= 3;
+    if (ctx.kind !== 0) return this.bypass(sid, ssid, iova, accessCode, out);
+    const tlb = this.iotlb;
+    if (tlb !== null) {
+      const vpn = Math.floor(iova / PAGE);
+      const s = (vpn ^ (ctx.asid * 0x9e37)) & tlb.mask;
+      if (tlb.vpn[s] === vpn && tlb.asid[s] === ctx.asid) {
+        this.stats.iotlbHits++;
+        const perm6 = tlb.perm[s]!;
+        if (((perm6 >>> accessCode) & 1) === 0) {
+          return this.translationFault(EventType.F_PERMISSION, ctx, sid, ssid, iova, accessCode, out);
+        }
+        out.pa = tlb.pa[s]! + (iova - vpn * PAGE);
+        out.perm = permBits(perm6, privileged);
+        out.level = tlb.level[s]!;
+        out.pageSize = POW2[tlb.shift[s]!]!;
+        out.event = null;
+        return true;
+      }
+      this.stats.iotlbMisses++;
+    }
+    this.stats.walks++;
+    const r = this.walkResult;
+    const fault = walkStage1(this.memory, ctx, iova, accessCode, r, null);
+    if (tlb !== null && (fault === 0 || fault === EventType.F_PERMISSION)) {
+      tlb.fill(iova, ctx.asid, r.pa, r.perm, r.shift, r.level, r.global);
+    }
+    if (fault !== 0) return this.translationFault(fault, ctx, sid, ssid, iova, accessCode, out);
+    out.pa = r.pa;
+    out.perm = permBits(r.perm, privileged);
+    out.level = r.level;
+    out.pageSize = POW2[r.shift]!;
+    out.event = null;
+    return true;
+  }
+
+  private bypass(sid: number, ssid: number, iova: number, accessCode: number, out: TranslationOut): boolean {
+    // Both stages bypassed: the IOVA is the PA and must fit the output size.
+    if (!(iova < 2 ** this.oas) || !(iova >= 0)) {
+      return this.translationFault(EventType.F_ADDR_SIZE, BYPASS_CONTEXT, sid, ssid, iova, accessCode, out);
+    }
+    out.pa = iova;
+    out.perm = 7;
+    out.level = -1;
+    out.pageSize = PAGE;
+    out.event = null;
+    return true;
+  }
+
+  private configFault(sid: number, ssid: number, out: TranslationOut): boolean {
+    const r = this.resolver;
+    const type = r.eventType;
+    this.stats.faults++;
+    const event = makeEvent(type, {
+      sid,
+      ssv: ssid >= 0,
+      ssid: Math.max(ssid, 0),
+      fetchAddress: r.eventFetchAddress,
+    });
+    if (type === ABORT_EVENT_TYPE) event.name = 'ABORT';
+    out.event = event;
+    // An STE abort records nothing; configuration errors are always recorded.
+    out.recorded = type !== ABORT_EVENT_TYPE;
+    return false;
+  }
+
+  private translationFault(
+    type: number,
+    ctx: S1Context,
+    sid: number,
+    ssid: number,
+    iova: number,
+    accessCode: number,
+    out: TranslationOut,
+  ): boolean {
+    this.stats.faults++;
+    const access = accessCode % 3;
+    out.event = makeEvent(type, {
+      sid,
+      ssv: ssid >= 0,
+      ssid: Math.max(ssid, 0),
+      privileged: accessCode >= 3,
+      instruction: access === 2,
+      read: access !== 1,
+      eventClass: type === EventType.F_WALK_EABT ? EventClass.TT : EventClass.IN,
+      address: iova >= 0 && Number.isSafeInteger(iova) ? iova : 0,
+      fetchAddress: type === EventType.F_WALK_EABT ? this.walkResult.fetchAddress : 0,
+    });
+    // IHI 0070 §5.4 CD.R: translation, address size, access and permission faults are recorded only with R=1.
+    out.recorded = !RECORD_GATED.has(type) || ctx.record || ctx.kind !== 0;
+    return false;
+  }
+
+  /** Every step of one translation, read from memory now: no cache is read or filled, no statistic moves. */
+  explain(request: TranslateRequest): TranslationStep[] {
+    this.checkRequest(request);
+    const privileged = request.privileged === true;
+    const code = accessCodeOf(request.access, privileged);
+    const ssid = request.ssid ?? -1;
+    const steps: TranslationStep[] = [];
+    const out = createTranslationOut();
+    const ctx = this.resolver.resolve(request.sid, ssid, steps);
+    let ok: boolean;
+    if (ctx === null) {
+      ok = this.configFault(request.sid, ssid, out);
+      this.stats.faults--;
+    } else if (ctx.kind !== 0) {
+      steps.push({ label: 'stage 1', value: 'bypass' });
+      ok = this.bypass(request.sid, ssid, request.iova, code, out);
+      if (!ok) this.stats.faults--;
+    } else {
+      const walk: TranslationStep[] = [];
+      const r = new WalkResult();
+      const fault = walkStage1(this.memory, ctx, request.iova, code, r, walk);
+      steps.push({
+        label: 'walk',
+        fields: {
+          asid: ctx.asid,
+          granule: POW2[ctx.granuleShift]!,
+          inputBits: ctx.inputSize,
+          startLevel: ctx.startLevel,
+          ttb0: hex(ctx.tableBase),
+        },
+        children: walk,
+      });
+      if (fault === 0) {
+        out.pa = r.pa;
+        out.perm = permBits(r.perm, privileged);
+        out.level = r.level;
+        out.pageSize = POW2[r.shift]!;
+        ok = true;
+      } else {
+        this.walkResult.fetchAddress = r.fetchAddress;
+        ok = this.translationFault(fault, ctx, request.sid, ssid, request.iova, code, out);
+        this.stats.faults--;
+      }
+    }
+    steps.push(resultStep(ok, out, ctx === null ? this.resolver.eventReason : ''));
+    return steps;
+  }
+
+  /** Executes one 16-byte CMDQ command. */
+  command(bytes: Uint8Array): CommandResult {
+    if (!(bytes instanceof Uint8Array) || bytes.length < 16) {
+      throw new VmmError(ErrorCode.EINVAL, 'a CMDQ command is 16 bytes');
+    }
+    this.stats.commands++;
+    return executeCommand(decodeCommand(bytes), this.resolver, this.iotlb, () => this.invalidateConfig());
+  }
+
+  private invalidateConfig(): void {
+    this.lastContext = null;
+    this.lastSid = -1;
+    this.lastSsid = -2;
+  }
+}
+
+function resultStep(ok: boolean, out: TranslationOut, reason: string): TranslationStep {
+  if (ok) {
+    return {
+      label: 'result',
+      value: `pa ${hex(out.pa)}`,
+      fields: {
+        pa: hex(out.pa),
+        read: (out.perm & 1) !== 0,
+        write: (out.perm & 2) !== 0,
+        exec: (out.perm & 4) !== 0,
+        level: out.level,
+        pageSize: out.pageSize,
+      },
+    };
+  }
+  const event = out.event as SmmuEvent;
+  return {
+    label: 'result',
+    value: `fault ${event.name}`,
+    fields: {
+      event: event.name,
+      type: event.type,
+      recorded: out.recorded,
+      ...(reason !== '' ? { reason } : {}),
+      address: hex(event.address),
+      ...(event.fetchAddress !== 0 ? { fetchAddress: hex(event.fetchAddress) } : {}),
+    },
+  };
+}
