@@ -34,6 +34,12 @@ import {
 } from './config.js';
 import { FaultQueue, type IgnoredEventReason, type IommuFault } from './fault-events.js';
 import { IdAllocator } from './id-allocator.js';
+import { type AttachPasidTableOptions, attachPasidTable, type NestedPasidDomain } from './nested-pasid.js';
+import {
+  type AttachPageTableOptions,
+  attachPageTable,
+  type NestedPageTableDomain,
+} from './nested-pgtable.js';
 import { describeTableFormats, type EndpointProbe, parseProbeProperties } from './probe-parser.js';
 import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
 import { type CompletionWait, RequestRing } from './request-ring.js';
@@ -58,6 +64,16 @@ export interface VirtioIommuDriverOptions extends CompletionWait {
   eventQueueSize?: number;
   /** Restricts the features asked for (default `DRIVER_FEATURES`). */
   features?: bigint;
+  /**
+   * Where nested attach finds the PASID-table vendors and io-pgtable formats plugins registered
+   * (`TOKENS.PasidTableLibrary`, `TOKENS.IoPgtableRegistry`), e.g. `createContainer([smmuv3Plugin])`.
+   */
+  container?: ServiceSource;
+}
+
+/** The part of an inversify container the driver uses. */
+export interface ServiceSource {
+  get<T>(token: symbol): T;
 }
 
 /**
@@ -97,6 +113,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   readonly memory: GuestMemory;
   readonly allocator: PageAllocator;
   readonly transport: VirtioMmioDriver;
+  readonly container: ServiceSource | undefined;
   private readonly ring: RequestRing;
   private readonly faults: FaultQueue;
   private readonly limits: BatchLimits;
@@ -115,6 +132,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     const { mmio, base, memory, allocator } = options;
     this.memory = memory;
     this.allocator = allocator;
+    this.container = options.container;
     this.transport = new VirtioMmioDriver(mmio, base, memory, allocator);
     const id = this.transport.probe();
     if (id !== VIRTIO_IOMMU_DEVICE_ID) {
@@ -299,6 +317,19 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   /** UNMAP a range; throws the typed error of a refused request. */
   unmap(domain: number, iova: bigint | number, size: bigint | number): void {
     this.batch().unmap(domain, iova, size).submit().throwIfFailed();
+  }
+
+  /**
+   * Attaches `endpoint` to a new domain holding a guest PASID table built with the container's
+   * PASID-table vendor, one io-pgtable per PASID (needs ATTACH_TABLE and the `container` option).
+   */
+  attachPasidTable(endpoint: number, options: AttachPasidTableOptions): NestedPasidDomain {
+    return attachPasidTable(this, endpoint, options);
+  }
+
+  /** Attaches `endpoint` to a new domain holding one guest page table without PASIDs. */
+  attachPageTable(endpoint: number, options: AttachPageTableOptions): NestedPageTableDomain {
+    return attachPageTable(this, endpoint, options);
   }
 
   /**

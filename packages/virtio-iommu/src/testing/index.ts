@@ -8,3 +8,5 @@ export type {
 } from './harness.js';
 export { createVirtioIommuHarness, HARNESS_MMIO_BASE, linuxDriverFeatures } from './harness.js';
 export { POISON } from './request-arena.js';
+export type { RequestOutcome } from './status.js';
+export { requestStatus } from './status.js';

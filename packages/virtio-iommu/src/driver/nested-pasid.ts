@@ -1,0 +1,214 @@
+/**
+ * Nested attach of a PASID table (docs/PROTOCOL.md ATTACH_TABLE format 2 and friends): the guest
+ * builds the table with the seed's library (`registerPasidTable`, `alloc`, `prepare`, `write`),
+ * one io-pgtable per PASID, and hands the table to the device. Vendor-agnostic: the vendor and
+ * the page-table format come from the container by name.
+ */
+import {
+  type IoPgtableOps,
+  type IoPgtableRegistry,
+  type NestedFormatDescription,
+  type PasidTable,
+  type PasidTableLibrary,
+  TOKENS,
+  VmmError,
+} from '@vmmkit/core';
+import type { VirtioIommuDriver } from './driver.js';
+import { IdAllocator } from './id-allocator.js';
+import { NestedTableBase, type PgtableGeometryOptions, pgtableCfg, pickFormat } from './nested-common.js';
+import type { InvalidationTarget } from './nested-invalidation.js';
+
+export interface AttachPasidTableOptions extends PgtableGeometryOptions {
+  /** PASID-table format registered in the container (`arm-smmu-v3`, or a vendor name like `arm`). */
+  pasidTableFormat: string;
+  /** io-pgtable format of each PASID's tables (`arm-lpae-s1`). */
+  pgtableFormat: string;
+  /** virtio-iommu table format number to use when the endpoint offers several PASID-table formats. */
+  tableFormat?: number;
+  /** Capabilities for the vendor (`PasidTableDevice.features`), over `ssidBits`/`asidBits` from PROBE. */
+  deviceFeatures?: Record<string, number | boolean>;
+  /** Vendor options placed in the table's `cfg.vendor` before `alloc`, e.g. `{ arm: { s1dss: 2 } }`. Opaque here. */
+  vendorConfig?: Record<string, unknown>;
+  /** PASIDs to install right after attaching. */
+  pasids?: readonly number[];
+}
+
+interface PasidContext {
+  ops: IoPgtableOps;
+  target: InvalidationTarget;
+}
+
+/** A domain whose endpoints translate through a guest PASID table. */
+export class NestedPasidDomain extends NestedTableBase {
+  readonly table: PasidTable;
+  private readonly contexts = new Map<number, PasidContext>();
+  private readonly asids: IdAllocator | null;
+
+  constructor(
+    driver: VirtioIommuDriver,
+    domain: number,
+    description: NestedFormatDescription,
+    private readonly options: AttachPasidTableOptions,
+  ) {
+    super(driver, domain, description);
+    const library = driver.container!.get<PasidTableLibrary>(TOKENS.PasidTableLibrary);
+    const dev = {
+      name: `virtio-iommu domain ${domain}`,
+      memory: driver.memory,
+      allocator: driver.allocator,
+      features: {
+        ssidBits: description.pasidBits,
+        asidBits: description.asidBits,
+        ...options.deviceFeatures,
+      },
+    };
+    // The consumer sync: a changed table entry becomes INVALIDATE (PASID granularity, PASID cache).
+    this.table = library.registerPasidTable(options.pasidTableFormat, dev, this, {
+      sync: (_cookie, ssid, leaf) => {
+        this.invalidations.pasidEntry(this.domain, ssid, leaf);
+        this.invalidations.flush();
+      },
+    });
+    Object.assign(this.table.cfg.vendor, options.vendorConfig ?? {});
+    this.asids = description.asidBits > 0 ? new IdAllocator(1, 2 ** description.asidBits - 1, 'ASID') : null;
+  }
+
+  /** PASIDs installed. */
+  get pasids(): number[] {
+    return [...this.contexts.keys()].sort((a, b) => a - b);
+  }
+
+  /** The io-pgtable of `pasid`, to map and unmap directly (then call `flush()`), or through `map`/`unmap`. */
+  pgtable(pasid: number): IoPgtableOps {
+    return this.context(pasid).ops;
+  }
+
+  /**
+   * Builds the tables of `pasid` (an io-pgtable with the endpoint's geometry), prepares its entry
+   * and writes it into the PASID table; the vendor's write syncs through INVALIDATE.
+   */
+  addPasid(pasid: number): IoPgtableOps {
+    if (this.contexts.has(pasid))
+      throw new VmmError('EEXIST', `PASID ${pasid} of domain ${this.domain} is already installed`);
+    const limit = 2 ** this.description.pasidBits;
+    if (!Number.isInteger(pasid) || pasid < 0 || pasid >= limit) {
+      throw new VmmError(
+        'ERANGE',
+        `PASID ${pasid} is outside the endpoint's ${this.description.pasidBits} PASID bits`,
+      );
+    }
+    const registry = this.driver.container!.get<IoPgtableRegistry>(TOKENS.IoPgtableRegistry);
+    const asid = this.asids === null ? 0 : this.asids.alloc();
+    const target: InvalidationTarget = { domain: this.domain, pasid, asid };
+    let ops: IoPgtableOps | undefined;
+    try {
+      const cfg = pgtableCfg(
+        this.driver,
+        this.description,
+        this.invalidations.flushOps(target),
+        this.options,
+      );
+      ops = registry.alloc(this.options.pgtableFormat, cfg, this);
+      const ctx = this.table.prepare(ops.cfg, asid);
+      this.table.write(pasid, ctx);
+    } catch (error) {
+      ops?.free();
+      this.asids?.free(asid);
+      throw error;
+    }
+    this.contexts.set(pasid, { ops, target });
+    return ops;
+  }
+
+  /** Clears the entry of `pasid` (synced), flushes its TLB entries, frees its tables. */
+  removePasid(pasid: number): void {
+    const context = this.context(pasid);
+    this.table.write(pasid, null);
+    this.invalidations.all(context.target);
+    this.invalidations.flush();
+    context.ops.free();
+    this.asids?.free(context.target.asid);
+    this.contexts.delete(pasid);
+  }
+
+  /** Maps `[iova, iova + size)` of `pasid` to `pa` with `IommuProt` bits; sends what the table asked to invalidate. */
+  map(pasid: number, iova: number, pa: number, size: number, prot: number): void {
+    const { ops } = this.context(pasid);
+    try {
+      ops.map(iova, pa, size, prot);
+    } finally {
+      this.invalidations.flush();
+    }
+  }
+
+  /**
+   * Unmaps `[iova, iova + size)` of `pasid` and sends the TLB invalidations the table asked for,
+   * batched into one notification. Returns the bytes unmapped.
+   */
+  unmap(pasid: number, iova: number, size: number): number {
+    const { ops, target } = this.context(pasid);
+    return this.unmapWith(ops, target, iova, size);
+  }
+
+  /** Attaches another endpoint to the same table (the device lets endpoints share it). */
+  attach(endpoint: number): void {
+    this.checkOffered(endpoint, this.description.format);
+    this.attachTable(endpoint, this.table.attachDescriptor());
+  }
+
+  /** Detaches every endpoint, clears every PASID and frees the tables and the domain. */
+  destroy(): void {
+    this.detachAll();
+    for (const pasid of this.pasids) {
+      const context = this.contexts.get(pasid)!;
+      this.table.write(pasid, null);
+      context.ops.free();
+      this.contexts.delete(pasid);
+    }
+    this.table.free();
+    this.releaseDomain();
+  }
+
+  private context(pasid: number): PasidContext {
+    const context = this.contexts.get(pasid);
+    if (context === undefined) {
+      throw new VmmError(
+        'ENOENT',
+        `PASID ${pasid} is not installed in domain ${this.domain} (addPasid first)`,
+      );
+    }
+    return context;
+  }
+}
+
+/**
+ * Attaches `endpoint` to a new domain holding a guest PASID table: PROBE, table allocation,
+ * ATTACH_TABLE with the table's descriptor, then the requested PASIDs.
+ */
+export function attachPasidTable(
+  driver: VirtioIommuDriver,
+  endpoint: number,
+  options: AttachPasidTableOptions,
+): NestedPasidDomain {
+  const description = pickFormat(driver, endpoint, 'pasid-table', options.tableFormat);
+  const domain = driver.allocateDomain('nested');
+  let nested: NestedPasidDomain | undefined;
+  try {
+    nested = new NestedPasidDomain(driver, domain, description, options);
+    nested.table.alloc();
+    const descriptor = nested.table.attachDescriptor();
+    if (descriptor.format !== description.format) {
+      throw new VmmError(
+        'EINVAL',
+        `PASID-table format '${options.pasidTableFormat}' builds virtio-iommu table format ${descriptor.format}, but format ${description.format} was chosen for endpoint ${endpoint}`,
+      );
+    }
+    nested.attachTable(endpoint, descriptor);
+    for (const pasid of options.pasids ?? []) nested.addPasid(pasid);
+    return nested;
+  } catch (error) {
+    if (nested !== undefined) nested.destroy();
+    else driver.destroyDomain(domain);
+    throw error;
+  }
+}
