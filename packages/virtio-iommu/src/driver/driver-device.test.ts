@@ -1,5 +1,5 @@
 /** The driver against the real device, through the package's harness (real virtqueues, virtio-mmio). */
-import { isVmmError } from '@vmmkit/core';
+import { isVmmError, type MmioAccessor, VirtioMmioReg } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
 import { FaultFlag, FaultReason, Status } from '../protocol/constants.js';
 import { createVirtioIommuHarness, type VirtioIommuHarnessOptions } from '../testing/index.js';
@@ -18,8 +18,21 @@ function setup(options: VirtioIommuHarnessOptions = {}) {
     ...options,
   });
   const { mmio, base, memory, allocator } = harness.guest;
+  // Counts the request-queue notifications the driver sends.
+  let requestKicks = 0;
+  const counting: MmioAccessor = {
+    read8: (gpa) => mmio.read8(gpa),
+    read16: (gpa) => mmio.read16(gpa),
+    read32: (gpa) => mmio.read32(gpa),
+    write8: (gpa, v) => mmio.write8(gpa, v),
+    write16: (gpa, v) => mmio.write16(gpa, v),
+    write32: (gpa, v) => {
+      if (gpa === base + VirtioMmioReg.QUEUE_NOTIFY && v === 0) requestKicks++;
+      mmio.write32(gpa, v);
+    },
+  };
   const driver = new VirtioIommuDriver({
-    mmio,
+    mmio: counting,
     base,
     memory,
     allocator,
@@ -32,7 +45,7 @@ function setup(options: VirtioIommuHarnessOptions = {}) {
     const r = harness.translate({ endpoint, iova, access });
     return r.ok ? r.address : null;
   };
-  return { harness, driver, faults, translate };
+  return { harness, driver, faults, translate, kicks: () => requestKicks };
 }
 
 function errorOf(fn: () => unknown): VirtioIommuRequestError {
@@ -81,15 +94,15 @@ describe('driver ↔ device', () => {
   });
 
   it('maps a batch with one notification, translates through it, unmaps, and reports the fault', () => {
-    const { harness, driver, faults, translate } = setup();
+    const { driver, faults, translate, kicks } = setup();
     const domain = driver.createDomain();
     driver.attach(9, domain);
-    const kicks = harness.transport.device === harness.device ? countKicks(harness) : 0;
+    const before = kicks();
     const batch = driver.batch();
     for (let i = 0; i < 64; i++)
       batch.map(domain, 0x10_0000 + i * 0x1000, RAM + 0x20_0000 + i * 0x1000, 0x1000, 3);
     expect(batch.submit().ok).toBe(true);
-    expect(countKicks(harness) - kicks).toBe(1);
+    expect(kicks() - before).toBe(1);
     expect(translate(9, 0x10_0000n + 5n * 0x1000n + 0x123n)).toBe(
       BigInt(RAM + 0x20_0000 + 5 * 0x1000 + 0x123),
     );
@@ -150,14 +163,13 @@ describe('driver ↔ device', () => {
   });
 
   it('makes identity domains with ATTACH_F_BYPASS when BYPASS_CONFIG is negotiated', () => {
-    const { harness, driver, translate } = setup({ bypass: false });
+    const { driver, translate } = setup({ bypass: false });
     expect(translate(10, 0x1234n)).toBeNull();
     const identity = driver.createDomain('identity');
     driver.attach(10, identity);
     expect(translate(10, 0x1234n)).toBe(0x1234n);
     // Bypass covers everything, RAM or not: no MAP was sent.
     expect(translate(10, 0xdead_0000n)).toBe(0xdead_0000n);
-    expect(harness.device).toBeDefined();
   });
 
   it('emulates identity domains with 1:1 maps of RAM minus reserved regions without BYPASS_CONFIG', () => {
@@ -199,10 +211,3 @@ describe('driver ↔ device', () => {
     );
   });
 });
-
-function countKicks(harness: ReturnType<typeof createVirtioIommuHarness>): number {
-  return (
-    (harness.device as unknown as { stats?: { notifications?: number } }).stats?.notifications ?? notifyCount
-  );
-}
-const notifyCount = 0;
