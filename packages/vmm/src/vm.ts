@@ -139,6 +139,11 @@ export class Vm extends TypedEmitter<VmEvents> {
     this.memory.on('bankRemoved', this.forwardRemoved);
   }
 
+  /** Exits and posted doorbells served for worker vCPUs (inline vCPUs call the bus directly). */
+  get exitStats(): { exits: number; doorbells: number } {
+    return { exits: this.server.exitsServed, doorbells: this.server.doorbellsServed };
+  }
+
   /** The device tree the guest sees. */
   get deviceNodes(): DeviceNode[] {
     return this.placed.map((d) => d.node);

@@ -3,7 +3,9 @@ import type { GuestRuntime } from '../../vcpu/guest-runtime.js';
 import { SCRATCH_COMPATIBLE, ScratchReg } from '../scratch-device.js';
 
 export default async function exits(rt: GuestRuntime) {
-  const [dev] = rt.findDevices(SCRATCH_COMPATIBLE);
+  // One scratch device per vCPU, so each has its own register, doorbell count and line.
+  const all = rt.findDevices(SCRATCH_COMPATIBLE);
+  const dev = all[rt.cpu % all.length];
   if (!dev || dev.irq === null) throw new Error('no scratch device in the device tree');
   const id = rt.mmio.read32(dev.base + ScratchReg.ID);
   rt.mmio.write32(dev.base + ScratchReg.SCRATCH, 0xcafe0000 + rt.cpu);
