@@ -1,0 +1,32 @@
+// The guest driver of virtio-iommu: what `src/index.ts` re-exports.
+export type { BatchLimits, InvalidateArgs } from './batch.js';
+export { BatchResult, IommuBatch } from './batch.js';
+export type { IommuConfig, IommuFeatures } from './config.js';
+export { DRIVER_FEATURES, MAX_PROBE_SIZE } from './config.js';
+export type {
+  DomainKind,
+  EndpointInfo,
+  ServiceSource,
+  VirtioIommuDriverEvents,
+  VirtioIommuDriverOptions,
+} from './driver.js';
+export { mapFlags, VirtioIommuDriver } from './driver.js';
+export type { FaultReasonName, IgnoredEventReason, IommuFault } from './fault-events.js';
+export type { PgtableGeometryOptions } from './nested-common.js';
+export type { InvalidationTarget } from './nested-invalidation.js';
+export type { AttachPasidTableOptions } from './nested-pasid.js';
+export { attachPasidTable, NestedPasidDomain } from './nested-pasid.js';
+export type { AttachPageTableOptions } from './nested-pgtable.js';
+export { attachPageTable, NestedPageTableDomain } from './nested-pgtable.js';
+export type {
+  EndpointProbe,
+  ProbeGeometryDefaults,
+  ReservedRegion,
+  SkippedProperty,
+  TableFormatOffer,
+} from './probe-parser.js';
+export { describeTableFormats, MAX_PASID_BITS, parseProbeProperties } from './probe-parser.js';
+export type { RequestDescription } from './request-error.js';
+export { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
+export type { CompletionWait } from './request-ring.js';
+export { DEFAULT_MAX_WAITS, SLOT_SIZE } from './request-ring.js';
