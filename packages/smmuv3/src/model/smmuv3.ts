@@ -9,11 +9,12 @@
 import { ErrorCode, type GuestMemory, hex, type TranslationStep, VmmError } from '@vmmkit/core';
 import { IPS_BITS } from '../codec/cd.js';
 import { decodeCommand } from '../codec/command.js';
-import { EventClass, EventType, makeEvent, type SmmuEvent } from '../codec/event.js';
+import { EventClass, EventType, makeEvent } from '../codec/event.js';
 import { executeCommand } from './commands.js';
 import { BYPASS_CONTEXT, type S1Context, type SmmuParams } from './context.js';
 import { Iotlb } from './iotlb.js';
 import { ABORT_EVENT_TYPE, ContextResolver } from './resolver.js';
+import { resultStep } from './result-step.js';
 import {
   AccessCode,
   type CommandResult,
@@ -378,34 +379,4 @@ export class Smmuv3 {
     this.lastSid = -1;
     this.lastSsid = -2;
   }
-}
-
-function resultStep(ok: boolean, out: TranslationOut, reason: string): TranslationStep {
-  if (ok) {
-    return {
-      label: 'result',
-      value: `pa ${hex(out.pa)}`,
-      fields: {
-        pa: hex(out.pa),
-        read: (out.perm & 1) !== 0,
-        write: (out.perm & 2) !== 0,
-        exec: (out.perm & 4) !== 0,
-        level: out.level,
-        pageSize: out.pageSize,
-      },
-    };
-  }
-  const event = out.event as SmmuEvent;
-  return {
-    label: 'result',
-    value: `fault ${event.name}`,
-    fields: {
-      event: event.name,
-      type: event.type,
-      recorded: out.recorded,
-      ...(reason !== '' ? { reason } : {}),
-      address: hex(event.address),
-      ...(event.fetchAddress !== 0 ? { fetchAddress: hex(event.fetchAddress) } : {}),
-    },
-  };
 }
