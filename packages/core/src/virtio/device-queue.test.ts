@@ -401,17 +401,48 @@ describe('DeviceQueue notifications (virtio 1.2 §2.7.7, §2.7.10)', () => {
     expect(mock.usedFlags).toBe(0);
   });
 
-  it('with EVENT_IDX: keeps used flags 0 and moves avail_event to the next index it will read', () => {
+  it('with EVENT_IDX: keeps used flags 0 and moves avail_event to the next index once drained', () => {
     const { mock, queue } = setup(8, { eventIdx: true });
     pushOne(mock, queue);
-    expect(mock.availEvent).toBe(1);
+    mock.addChain([{ addr: BUF, len: 4 }]);
+    // While entries remain the device does not ask for notifications.
+    expect(mock.availEvent).toBe(0);
+    expect(queue.pop()).not.toBeNull();
+    expect(queue.pop()).toBeNull();
+    expect(mock.availEvent).toBe(2);
     queue.enableNotifications(false);
-    pushOne(mock, queue);
-    pushOne(mock, queue);
-    expect(mock.availEvent).toBe(1);
+    mock.addChain([{ addr: BUF, len: 4 }]);
+    expect(queue.pop()).not.toBeNull();
+    expect(queue.pop()).toBeNull();
+    expect(mock.availEvent).toBe(2);
     expect(mock.usedFlags).toBe(0);
     queue.enableNotifications(true);
     expect(mock.availEvent).toBe(3);
     expect(mock.usedFlags).toBe(0);
+  });
+
+  it('with EVENT_IDX: finds an entry added while it re-armed the notification', () => {
+    const { mock, queue } = setup(8, { eventIdx: true });
+    mock.addChain([{ addr: BUF, len: 4 }]);
+    expect(queue.pop()).not.toBeNull();
+    // A driver on another thread adds an entry right as the device drains: the pop that
+    // publishes avail_event looks again and returns it.
+    let injected = false;
+    const store = Atomics.store;
+    Atomics.store = ((array: Uint16Array, index: number, value: number) => {
+      const result = store(array as never, index, value);
+      if (!injected) {
+        injected = true;
+        mock.addChain([{ addr: BUF, len: 4 }], 1);
+      }
+      return result;
+    }) as typeof Atomics.store;
+    try {
+      expect(queue.pop()).not.toBeNull();
+    } finally {
+      Atomics.store = store;
+    }
+    expect(injected).toBe(true);
+    expect(queue.pop()).toBeNull();
   });
 });

@@ -3,30 +3,47 @@ import type { MemoryBank } from '../memory/bank.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { ReusableChain } from './chain.js';
 import {
-  AVAIL_FLAGS,
-  AVAIL_IDX,
-  AVAIL_RING,
+  AVAIL_FLAGS as AVAIL_FLAGS_,
+  AVAIL_IDX as AVAIL_IDX_,
+  AVAIL_RING as AVAIL_RING_,
   availEventOffset,
   availRingBytes,
-  DESC_SIZE,
+  DESC_SIZE as DESC_SIZE_,
   descTableBytes,
   layoutProblem,
-  needEvent,
-  USED_ELEM_SIZE,
-  USED_FLAGS,
-  USED_IDX,
-  USED_RING,
+  needEvent as needEvent_,
+  USED_ELEM_SIZE as USED_ELEM_SIZE_,
+  USED_FLAGS as USED_FLAGS_,
+  USED_IDX as USED_IDX_,
+  USED_RING as USED_RING_,
   usedEventOffset,
   usedRingBytes,
-  VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_DESC_F_INDIRECT,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
-  VIRTQ_USED_F_NO_NOTIFY,
+  VIRTQ_AVAIL_F_NO_INTERRUPT as VIRTQ_AVAIL_F_NO_INTERRUPT_,
+  VIRTQ_DESC_F_INDIRECT as VIRTQ_DESC_F_INDIRECT_,
+  VIRTQ_DESC_F_NEXT as VIRTQ_DESC_F_NEXT_,
+  VIRTQ_DESC_F_WRITE as VIRTQ_DESC_F_WRITE_,
+  VIRTQ_USED_F_NO_NOTIFY as VIRTQ_USED_F_NO_NOTIFY_,
 } from './layout.js';
 import type { ChainErrorKind, DeviceQueueApi, PopResult } from './queue-api.js';
 import { RingArea } from './ring-area.js';
 import type { QueueFeatures, QueueLayout } from './types.js';
+
+// Local copies of the ring constants: some module loaders (vitest's, tsx) turn imported
+// bindings into getter calls, which would dominate the hot paths below.
+const AVAIL_FLAGS = AVAIL_FLAGS_;
+const needEvent = needEvent_;
+const AVAIL_IDX = AVAIL_IDX_;
+const AVAIL_RING = AVAIL_RING_;
+const DESC_SIZE = DESC_SIZE_;
+const USED_ELEM_SIZE = USED_ELEM_SIZE_;
+const USED_FLAGS = USED_FLAGS_;
+const USED_IDX = USED_IDX_;
+const USED_RING = USED_RING_;
+const VIRTQ_AVAIL_F_NO_INTERRUPT = VIRTQ_AVAIL_F_NO_INTERRUPT_;
+const VIRTQ_DESC_F_INDIRECT = VIRTQ_DESC_F_INDIRECT_;
+const VIRTQ_DESC_F_NEXT = VIRTQ_DESC_F_NEXT_;
+const VIRTQ_DESC_F_WRITE = VIRTQ_DESC_F_WRITE_;
+const VIRTQ_USED_F_NO_NOTIFY = VIRTQ_USED_F_NO_NOTIFY_;
 
 /** virtio 1.2 §2.7.5.2: a chain may not be longer than 2^32 bytes in total. */
 const MAX_CHAIN_BYTES = 2 ** 32;
@@ -77,6 +94,8 @@ export class DeviceQueue implements DeviceQueueApi {
   /** Chains popped and not yet returned. */
   private inFlight = 0;
   private notificationsOn = true;
+  /** Last value written to avail_event (-1: none), to skip redundant stores. */
+  private availEventPublished = -1;
   private brokenReason: string | null = null;
   /** Detail of the last refused chain (set by `fail`). */
   private errorDetail = '';
@@ -163,11 +182,24 @@ export class DeviceQueue implements DeviceQueueApi {
     if (this.brokenReason === null) this.brokenReason = 'the queue was disposed';
   }
 
+  /**
+   * The next chain, or `null` once the available ring is empty. Call it until it returns `null`:
+   * with EVENT_IDX that last call re-arms the driver's notification (avail_event).
+   */
   pop(): PopResult | null {
     if (this.brokenReason !== null) return null;
-    const availIdx = this.avail.loadU16(AVAIL_IDX);
+    let availIdx = this.avail.loadU16(AVAIL_IDX);
+    if (availIdx === this.lastAvail) {
+      if (!this.features.eventIdx || !this.notificationsOn || this.availEventPublished === this.lastAvail)
+        return null;
+      // virtio 1.2 §2.7.10: drained, so ask to be notified about the next entry, then look
+      // again in case the driver added one before it could see that (the atomic store and load
+      // are the full barrier this needs).
+      this.publishAvailEvent();
+      availIdx = this.avail.loadU16(AVAIL_IDX);
+      if (availIdx === this.lastAvail) return null;
+    }
     const pending = (availIdx - this.lastAvail) & 0xffff;
-    if (pending === 0) return null;
     if (pending > this.size) {
       // virtio 1.2 §2.7.13.3: the driver only ever adds as many entries as the ring holds, so an
       // index further ahead is a broken driver; rust-vmm calls it InvalidAvailRingIndex.
@@ -180,13 +212,14 @@ export class DeviceQueue implements DeviceQueueApi {
     const head = this.avail.view.getUint16(this.avail.offset + AVAIL_RING + 2 * slot, true);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     this.inFlight++;
-    if (this.features.eventIdx && this.notificationsOn) {
-      // virtio 1.2 §2.7.10: ask for a notification as soon as the driver adds past what we read.
-      this.used.storeU16(this.availEventAt, this.lastAvail);
-    }
     const error = this.walk(head);
     if (error === null) return this.okResult;
     return { ok: false, head, error, detail: this.errorDetail };
+  }
+
+  private publishAvailEvent(): void {
+    this.availEventPublished = this.lastAvail;
+    this.used.storeU16(this.availEventAt, this.lastAvail);
   }
 
   private fail(kind: ChainErrorKind, detail: string): ChainErrorKind {
@@ -354,7 +387,7 @@ export class DeviceQueue implements DeviceQueueApi {
     if (this.features.eventIdx) {
       // virtio 1.2 §2.7.10: with EVENT_IDX the used flags stay 0; avail_event says from where on
       // a notification is wanted. Disabling simply stops moving it forward.
-      if (enable) this.used.storeU16(this.availEventAt, this.lastAvail);
+      if (enable) this.publishAvailEvent();
       return;
     }
     this.used.storeU16(USED_FLAGS, enable ? 0 : VIRTQ_USED_F_NO_NOTIFY);

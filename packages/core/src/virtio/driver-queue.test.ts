@@ -107,7 +107,8 @@ describe('DriverQueue', () => {
     driver.add([{ addr: BUF, len: 1 }], [], 0);
     expect(driver.kickNeeded()).toBe(false); // 1 → 2 does not pass 0
     device.pop();
-    device.pop(); // device moves avail_event to 2
+    device.pop();
+    expect(device.pop()).toBeNull(); // drained: the device moves avail_event to 2
     driver.add([{ addr: BUF, len: 1 }], [], 0);
     expect(driver.kickNeeded()).toBe(true);
   });
@@ -133,6 +134,38 @@ describe('DriverQueue', () => {
     expect(driver.pendingUsed).toBe(1);
     driver.collect(() => {});
     expect(roundTrip()).toBe(true);
+  });
+
+  it('collects an element the device published while used_event was being re-armed (EVENT_IDX)', () => {
+    const { driver, device } = pair(8, { eventIdx: true, indirect: false });
+    driver.add([{ addr: BUF, len: 1 }], [], 'a');
+    driver.add([{ addr: BUF, len: 1 }], [], 'b');
+    // The popped chain object is reused: read the heads before the next pop.
+    const headOf = () => {
+      const r = device.pop()!;
+      return r.ok ? r.chain.head : r.head;
+    };
+    const first = headOf();
+    const second = headOf();
+    device.pushUsed(first, 1);
+    const store = Atomics.store;
+    let injected = false;
+    Atomics.store = ((array: Uint16Array, index: number, value: number) => {
+      const result = store(array as never, index, value);
+      if (!injected) {
+        injected = true;
+        // The device, on another thread, completes the second request right now.
+        device.pushUsed(second, 2);
+      }
+      return result;
+    }) as typeof Atomics.store;
+    const got: unknown[] = [];
+    try {
+      driver.collect((token) => got.push(token));
+    } finally {
+      Atomics.store = store;
+    }
+    expect(got).toEqual(['a', 'b']);
   });
 
   it('refuses a used id that is not in flight (a broken device)', () => {

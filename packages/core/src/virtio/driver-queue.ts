@@ -2,30 +2,47 @@ import { hex, VmmError } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { PageAllocator } from '../memory/page-allocator.js';
 import {
-  AVAIL_FLAGS,
-  AVAIL_IDX,
-  AVAIL_RING,
+  AVAIL_FLAGS as AVAIL_FLAGS_,
+  AVAIL_IDX as AVAIL_IDX_,
+  AVAIL_RING as AVAIL_RING_,
   availEventOffset,
   availRingBytes,
-  DESC_SIZE,
+  DESC_SIZE as DESC_SIZE_,
   descTableBytes,
   layoutProblem,
-  needEvent,
-  USED_ELEM_SIZE,
-  USED_FLAGS,
-  USED_IDX,
-  USED_RING,
+  needEvent as needEvent_,
+  USED_ELEM_SIZE as USED_ELEM_SIZE_,
+  USED_FLAGS as USED_FLAGS_,
+  USED_IDX as USED_IDX_,
+  USED_RING as USED_RING_,
   usedEventOffset,
   usedRingBytes,
-  VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_DESC_F_INDIRECT,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
-  VIRTQ_USED_F_NO_NOTIFY,
+  VIRTQ_AVAIL_F_NO_INTERRUPT as VIRTQ_AVAIL_F_NO_INTERRUPT_,
+  VIRTQ_DESC_F_INDIRECT as VIRTQ_DESC_F_INDIRECT_,
+  VIRTQ_DESC_F_NEXT as VIRTQ_DESC_F_NEXT_,
+  VIRTQ_DESC_F_WRITE as VIRTQ_DESC_F_WRITE_,
+  VIRTQ_USED_F_NO_NOTIFY as VIRTQ_USED_F_NO_NOTIFY_,
 } from './layout.js';
 import type { DriverQueueApi } from './queue-api.js';
 import { RingArea } from './ring-area.js';
 import type { QueueFeatures, QueueLayout, Segment } from './types.js';
+
+// Local copies of the ring constants: some module loaders (vitest's, tsx) turn imported
+// bindings into getter calls, which would dominate the hot paths below.
+const AVAIL_FLAGS = AVAIL_FLAGS_;
+const needEvent = needEvent_;
+const AVAIL_IDX = AVAIL_IDX_;
+const AVAIL_RING = AVAIL_RING_;
+const DESC_SIZE = DESC_SIZE_;
+const USED_ELEM_SIZE = USED_ELEM_SIZE_;
+const USED_FLAGS = USED_FLAGS_;
+const USED_IDX = USED_IDX_;
+const USED_RING = USED_RING_;
+const VIRTQ_AVAIL_F_NO_INTERRUPT = VIRTQ_AVAIL_F_NO_INTERRUPT_;
+const VIRTQ_DESC_F_INDIRECT = VIRTQ_DESC_F_INDIRECT_;
+const VIRTQ_DESC_F_NEXT = VIRTQ_DESC_F_NEXT_;
+const VIRTQ_DESC_F_WRITE = VIRTQ_DESC_F_WRITE_;
+const VIRTQ_USED_F_NO_NOTIFY = VIRTQ_USED_F_NO_NOTIFY_;
 
 export interface DriverQueueOptions {
   /**
@@ -53,6 +70,8 @@ export class DriverQueue implements DriverQueueApi {
   private readonly avail: RingArea;
   private readonly used: RingArea;
   private readonly mask: number;
+  private readonly usedEventAt: number;
+  private readonly availEventAt: number;
   /** Free descriptor indexes, used as a stack. */
   private readonly freeStack: Uint16Array;
   private freeTop: number;
@@ -91,6 +110,8 @@ export class DriverQueue implements DriverQueueApi {
     this.features = { eventIdx: features.eventIdx, indirect: features.indirect };
     this.size = size;
     this.mask = size - 1;
+    this.usedEventAt = usedEventOffset(size);
+    this.availEventAt = availEventOffset(size);
     this.desc = desc;
     this.avail = avail;
     this.used = used;
@@ -130,24 +151,7 @@ export class DriverQueue implements DriverQueueApi {
     }
     const count = readable.length + writable.length;
     if (count === 0) throw new VmmError('EINVAL', 'a chain needs at least one buffer');
-    let total = 0;
-    for (const list of [readable, writable]) {
-      for (const s of list) {
-        if (
-          !Number.isSafeInteger(s.addr) ||
-          s.addr < 0 ||
-          !Number.isInteger(s.len) ||
-          s.len < 0 ||
-          s.len >= TWO_POW_32
-        ) {
-          throw new VmmError(
-            'EINVAL',
-            `buffer ${String(s.addr)}+${String(s.len)} needs a safe address and a u32 length`,
-          );
-        }
-        total += s.len;
-      }
-    }
+    const total = checkedLength(readable) + checkedLength(writable);
     // virtio 1.2 §2.7.5.2: a chain must not be longer than 2^32 bytes.
     if (total > TWO_POW_32) throw new VmmError('EINVAL', `chain of ${total} bytes exceeds 4 GiB`);
     const useIndirect =
@@ -255,7 +259,7 @@ export class DriverQueue implements DriverQueueApi {
     this.kickedAt = next;
     if (this.features.eventIdx) {
       // virtio 1.2 §2.7.10: kick only when avail.idx passed avail_event.
-      return needEvent(this.used.loadU16(availEventOffset(this.size)), next, old);
+      return needEvent(this.used.loadU16(this.availEventAt), next, old);
     }
     // virtio 1.2 §2.7.10: kick unless the device set VIRTQ_USED_F_NO_NOTIFY.
     return (this.used.loadU16(USED_FLAGS) & VIRTQ_USED_F_NO_NOTIFY) === 0;
@@ -263,26 +267,32 @@ export class DriverQueue implements DriverQueueApi {
 
   collect(fn: (token: unknown, len: number) => void): number {
     const used = this.used;
-    const usedIdx = used.loadU16(USED_IDX);
     let count = 0;
-    while (this.lastUsed !== usedIdx && this.brokenReason === null) {
-      const at = used.offset + USED_RING + USED_ELEM_SIZE * (this.lastUsed & this.mask);
-      const id = used.view.getUint32(at, true);
-      const len = used.view.getUint32(at + 4, true);
-      if (id >= this.size || this.chainDescs[id] === 0) {
-        this.brokenReason = `device returned used id ${id}, which is not an in-flight head`;
-        throw new VmmError('EFAULT', `${this.brokenReason} (queue at ${hex(this.layout.descTable)})`, { id });
+    // Each round consumes in-flight chains only (anything else breaks the queue), so this ends.
+    for (;;) {
+      const usedIdx = used.loadU16(USED_IDX);
+      while (this.lastUsed !== usedIdx) {
+        const at = used.offset + USED_RING + USED_ELEM_SIZE * (this.lastUsed & this.mask);
+        const id = used.view.getUint32(at, true);
+        const len = used.view.getUint32(at + 4, true);
+        if (id >= this.size || this.chainDescs[id] === 0) {
+          this.brokenReason = `device returned used id ${id}, which is not an in-flight head`;
+          throw new VmmError('EFAULT', `${this.brokenReason} (queue at ${hex(this.layout.descTable)})`, {
+            id,
+          });
+        }
+        this.lastUsed = (this.lastUsed + 1) & 0xffff;
+        const token = this.release(id);
+        count++;
+        fn(token, len);
       }
-      this.lastUsed = (this.lastUsed + 1) & 0xffff;
-      const token = this.release(id);
-      count++;
-      fn(token, len);
+      if (!this.features.eventIdx || this.interruptsSuppressed) return count;
+      // Ask for an interrupt at the next used buffer (Linux's virtqueue_enable_cb), then look
+      // again: an element published before the device could see used_event raises none
+      // (virtio 1.2 §2.7.10).
+      this.avail.storeU16(this.usedEventAt, this.lastUsed);
+      if (used.loadU16(USED_IDX) === this.lastUsed) return count;
     }
-    if (this.features.eventIdx && !this.interruptsSuppressed) {
-      // Ask for an interrupt at the next used buffer (what Linux's virtqueue_enable_cb does).
-      this.avail.storeU16(usedEventOffset(this.size), this.lastUsed);
-    }
-    return count;
   }
 
   /**
@@ -293,10 +303,7 @@ export class DriverQueue implements DriverQueueApi {
   suppressInterrupts(suppress: boolean): void {
     this.interruptsSuppressed = suppress;
     if (this.features.eventIdx) {
-      this.avail.storeU16(
-        usedEventOffset(this.size),
-        suppress ? (this.lastUsed + 0x8000) & 0xffff : this.lastUsed,
-      );
+      this.avail.storeU16(this.usedEventAt, suppress ? (this.lastUsed + 0x8000) & 0xffff : this.lastUsed);
       return;
     }
     this.avail.storeU16(AVAIL_FLAGS, suppress ? VIRTQ_AVAIL_F_NO_INTERRUPT : 0);
@@ -318,6 +325,28 @@ export class DriverQueue implements DriverQueueApi {
     }
     return token;
   }
+}
+
+/** Total bytes of `segments`, each checked to have a safe address and a u32 length. */
+function checkedLength(segments: readonly Segment[]): number {
+  let total = 0;
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    if (
+      !Number.isSafeInteger(s.addr) ||
+      s.addr < 0 ||
+      !Number.isInteger(s.len) ||
+      s.len < 0 ||
+      s.len >= TWO_POW_32
+    ) {
+      throw new VmmError(
+        'EINVAL',
+        `buffer ${String(s.addr)}+${String(s.len)} needs a safe address and a u32 length`,
+      );
+    }
+    total += s.len;
+  }
+  return total;
 }
 
 function writeDescriptor(
