@@ -238,6 +238,18 @@ describe('map and unmap', () => {
     expect(() => f.ops.map(0, 0, SZ_4K, READ)).toThrow(/freed/);
   });
 
+  it('never walks a table after freeing it, even one freed from the start level', () => {
+    const f = lpaeFixture({ pgsizeBitmap: SZ_4K | SZ_2M | SZ_1G, ias: 32 });
+    f.ops.map(0x5000, 0x7000, SZ_4K, READ);
+    expect(f.ops.iovaToPhys(0x5000)).toBe(0x7000);
+    // 1G entries live in the 32-bit table's start level: this frees the L2 and L3 tables.
+    expect(f.ops.unmap(0, SZ_1G)).toBe(SZ_1G);
+    expect(f.ops.iovaToPhys(0x5000)).toBeNull();
+    expect(f.ops.unmap(0x5000, SZ_4K)).toBe(0);
+    f.ops.map(0x5000, 0x9000, SZ_4K, READ);
+    expect(f.ops.iovaToPhys(0x5000)).toBe(0x9000);
+  });
+
   it('free returns every table page', () => {
     const f = lpaeFixture({ pgsizeBitmap: SZ_16K | SZ_32M });
     const total = 16 * 2 ** 20;

@@ -42,6 +42,14 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private readonly inputLimit: number;
   private readonly outputLimit: number;
   private freed = false;
+  /**
+   * The last table reached below the start level, and the input region it covers: runs of map,
+   * unmap and lookup in one region skip the upper levels. Dropped whenever any table is freed,
+   * the only way a table stops being reachable (this object is the tables' only writer).
+   */
+  private walkLevel = -1;
+  private walkRegion = -1;
+  private walkTable = 0;
   /** Scratch for the chunk splitter, reused so map/unmap allocate nothing per page. */
   private readonly chunk: Chunk = { pgsize: 0, count: 0 };
 
@@ -109,7 +117,13 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     if (!Number.isSafeInteger(iova) || iova < 0 || iova >= this.inputLimit) return null;
     const geometry = this.geometry;
     let table = this.pgd;
-    for (let level = geometry.startLevel; level < 4; level++) {
+    let start = geometry.startLevel;
+    const known = this.knownTable(iova);
+    if (known >= 0) {
+      table = known;
+      start = this.walkLevel;
+    }
+    for (let level = start; level < 4; level++) {
       const slot = table + geometry.index(iova, level) * 8;
       const bank = this.bankOf(slot);
       const off = slot - bank.gpa;
@@ -144,8 +158,9 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     attrHi: number,
   ): number {
     const geometry = this.geometry;
-    let table = this.pgd;
-    for (let l = geometry.startLevel; l < level; l++) {
+    let table = level === this.walkLevel ? this.knownTable(iova) : -1;
+    for (let l = table >= 0 ? level : geometry.startLevel; l < level; l++) {
+      if (l === geometry.startLevel) table = this.pgd;
       const slot = table + geometry.index(iova, l) * 8;
       const bank = this.bankOf(slot);
       const off = slot - bank.gpa;
@@ -159,7 +174,9 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
       } else {
         throw this.exists(iova, pgsize, geometry.blockSize[l]!);
       }
+      if (l === level - 1) this.rememberTable(iova, level, table);
     }
+    if (table < 0) table = this.pgd;
     const first = geometry.index(iova, level);
     const n = Math.min(count, geometry.entries[level]! - first);
     const type = level === 3 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
@@ -210,8 +227,9 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     dryRun: boolean,
   ): number {
     const geometry = this.geometry;
-    let table = this.pgd;
-    for (let l = geometry.startLevel; l < level; l++) {
+    let table = level === this.walkLevel ? this.knownTable(iova) : -1;
+    for (let l = table >= 0 ? level : geometry.startLevel; l < level; l++) {
+      if (l === geometry.startLevel) table = this.pgd;
       const slot = table + geometry.index(iova, l) * 8;
       const lo = this.memory.readU32(slot);
       if ((lo & PTE_VALID) === 0) return 0;
@@ -226,7 +244,9 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
         );
       }
       table = pteAddr(lo, this.memory.readU32(slot + 4));
+      if (l === level - 1) this.rememberTable(iova, level, table);
     }
+    if (table < 0) table = this.pgd;
     const first = geometry.index(iova, level);
     const n = Math.min(count, geometry.entries[level]! - first);
     let i = 0;
@@ -268,6 +288,7 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
 
   /** Frees a table and every table below it (Linux `__arm_lpae_free_pgtable`). */
   private freeTable(table: number, level: number): void {
+    this.walkLevel = -1;
     if (level < 3) {
       const entries = this.geometry.entries[level]!;
       for (let i = 0; i < entries; i++) {
@@ -277,6 +298,19 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
       }
     }
     this.cfg.allocator.free(table);
+  }
+
+  /** The remembered table for `iova`, or -1. */
+  private knownTable(iova: number): number {
+    const level = this.walkLevel;
+    if (level < 0 || Math.floor(iova / this.geometry.blockSize[level - 1]!) !== this.walkRegion) return -1;
+    return this.walkTable;
+  }
+
+  private rememberTable(iova: number, level: number, table: number): void {
+    this.walkLevel = level;
+    this.walkRegion = Math.floor(iova / this.geometry.blockSize[level - 1]!);
+    this.walkTable = table;
   }
 
   /**
