@@ -1,28 +1,18 @@
-import { hex } from '../errors.js';
 import { TypedEmitter } from '../events.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DeviceQueue } from './device-queue.js';
-import {
-  AVAIL_ALIGN,
-  availRingBytes,
-  DESC_ALIGN,
-  descTableBytes,
-  USED_ALIGN,
-  usedRingBytes,
-} from './layout.js';
+import { QueueRegisters } from './mmio-queue-registers.js';
 import {
   VirtioMmioReg as Reg,
   VIRTIO_MMIO_MAGIC,
   VIRTIO_MMIO_VERSION,
   VirtioMmioInterrupt,
 } from './mmio-registers.js';
-import { RingArea } from './ring-area.js';
 import {
   DeviceStatus,
   featureBit,
   type InterruptLine,
   type MmioHandler,
-  type QueueLayout,
   type VirtioActivation,
   type VirtioDevice,
   VirtioFeature,
@@ -62,32 +52,6 @@ const DRIVER_BITS =
   DeviceStatus.FEATURES_OK |
   DeviceStatus.DRIVER_OK |
   DeviceStatus.FAILED;
-
-/** Which address registers the driver wrote since reset (a queue needs all three). */
-const WROTE_DESC = 1;
-const WROTE_DRIVER = 2;
-const WROTE_DEVICE = 4;
-const WROTE_ALL = 7;
-
-class QueueRegisters {
-  num = 0;
-  ready = false;
-  /** desc low/high, driver low/high, device low/high. */
-  readonly addr = new Uint32Array(6);
-  wrote = 0;
-
-  clear(): void {
-    this.num = 0;
-    this.ready = false;
-    this.addr.fill(0);
-    this.wrote = 0;
-  }
-}
-
-function joinAddress(low: number, high: number): number {
-  // High words ≥ 2^21 make addresses beyond 2^53: return a value no RAM check accepts.
-  return high >= 0x200000 ? -1 : high * 0x100000000 + low;
-}
 
 /**
  * The virtio-mmio version 2 register file (virtio 1.2 §4.2.2) in front of a `VirtioDevice`.
@@ -246,7 +210,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
         if (q === null) return;
         const slot = ((offset - Reg.QUEUE_DESC_LOW) >>> 4) * 2 + ((offset >>> 2) & 1);
         q.addr[slot] = v;
-        q.wrote |= [WROTE_DESC, WROTE_DRIVER, WROTE_DEVICE][slot >>> 1]!;
+        q.wrote |= 1 << (slot >>> 1);
         return;
       }
       default:
@@ -328,51 +292,16 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
       return;
     }
     if (value !== 1 || q.ready) return;
-    const problem = this.queueProblem(index, q);
+    // virtio 1.2 §3.1.1: queues are set up after FEATURES_OK, so the ring format is known.
+    const problem =
+      (this.statusReg & DeviceStatus.FEATURES_OK) === 0
+        ? 'QueueReady before FEATURES_OK'
+        : q.problem(this.memory, this.device.queueMaxSizes[index]!);
     if (problem !== null) {
       this.emit('queueRefused', index, problem);
       return;
     }
     q.ready = true;
-  }
-
-  /** Why the selected queue cannot be enabled, or `null`. The queue then simply stays not ready. */
-  private queueProblem(index: number, q: QueueRegisters): string | null {
-    // virtio 1.2 §3.1.1: queues are set up after FEATURES_OK, so the ring format is known.
-    if ((this.statusReg & DeviceStatus.FEATURES_OK) === 0) return 'QueueReady before FEATURES_OK';
-    if ((q.wrote & WROTE_ALL) !== WROTE_ALL) return 'QueueReady before all three ring addresses were written';
-    const max = this.device.queueMaxSizes[index]!;
-    const n = q.num;
-    // virtio 1.2 §2.7 and §4.2.2: QueueNum is a power of two no larger than QueueNumMax.
-    if (n === 0 || n > max || (n & (n - 1)) !== 0 || n > 32768) {
-      return `QueueNum ${n} is not a power of two from 1 to QueueNumMax ${max}`;
-    }
-    const layout = this.layoutOf(q);
-    const parts = [
-      ['descriptor table', layout.descTable, DESC_ALIGN, descTableBytes(n), 'read'],
-      ['driver area', layout.availRing, AVAIL_ALIGN, availRingBytes(n), 'read'],
-      ['device area', layout.usedRing, USED_ALIGN, usedRingBytes(n), 'write'],
-    ] as const;
-    for (const [name, addr, align, bytes, access] of parts) {
-      // virtio 1.2 §2.7 "Virtqueue Part Alignment".
-      if (addr < 0 || addr % align !== 0)
-        return `${name} address ${addr < 0 ? 'beyond 2^53' : hex(addr)} is not ${align}-byte aligned RAM`;
-      // The ring must be RAM the device may access; this model also needs each part in one bank.
-      if (RingArea.resolve(this.memory, addr, bytes, access) === null) {
-        return `${name} ${hex(addr)}+${bytes} is not inside one ${access === 'write' ? 'writable ' : ''}RAM bank`;
-      }
-    }
-    return null;
-  }
-
-  private layoutOf(q: QueueRegisters): QueueLayout {
-    const a = q.addr;
-    return {
-      size: q.num,
-      descTable: joinAddress(a[0]!, a[1]!),
-      availRing: joinAddress(a[2]!, a[3]!),
-      usedRing: joinAddress(a[4]!, a[5]!),
-    };
   }
 
   private queueNotify(index: number): void {
@@ -456,7 +385,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
       this.queueRegs.forEach((q, index) => {
         queues.push(
           q.ready
-            ? new DeviceQueue(this.memory, this.layoutOf(q), queueFeatures, (reason) => {
+            ? new DeviceQueue(this.memory, q.layout(), queueFeatures, (reason) => {
                 if (this.epoch === epoch) this.needsReset(`queue ${index}: ${reason}`);
               })
             : undefined,
