@@ -26,19 +26,11 @@ import {
   protToPte,
   pteAddr,
 } from './pte.js';
-
-/** One step of a range split into pages: `count` pages of `pgsize` starting at the current address. */
-interface Chunk {
-  pgsize: number;
-  count: number;
-}
+import { PgsizeSplitter } from './split.js';
 
 export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private readonly memory: GuestMemory;
-  private readonly pgsizesDesc: number[];
-  private readonly minPgsize: number;
-  /** Below this size only the smallest page fits, so `split` needs no alignment search. */
-  private readonly secondPgsize: number;
+  private readonly splitter: PgsizeSplitter;
   private readonly inputLimit: number;
   private readonly outputLimit: number;
   private freed = false;
@@ -50,8 +42,6 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private walkLevel = -1;
   private walkRegion = -1;
   private walkTable = 0;
-  /** Scratch for the chunk splitter, reused so map/unmap allocate nothing per page. */
-  private readonly chunk: Chunk = { pgsize: 0, count: 0 };
 
   constructor(
     readonly cfg: IoPgtableCfg,
@@ -60,10 +50,7 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     pgsizes: readonly number[],
   ) {
     this.memory = cfg.memory;
-    this.pgsizesDesc = [...pgsizes].sort((a, b) => b - a);
-    this.minPgsize = Math.min(...pgsizes);
-    this.secondPgsize =
-      this.pgsizesDesc.length > 1 ? this.pgsizesDesc[this.pgsizesDesc.length - 2]! : Infinity;
+    this.splitter = new PgsizeSplitter(pgsizes);
     this.inputLimit = 2 ** cfg.ias;
     this.outputLimit = 2 ** cfg.oas;
   }
@@ -83,7 +70,7 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     let done = 0;
     try {
       while (done < size) {
-        const chunk = this.split(iova + done, pa + done, size - done);
+        const chunk = this.splitter.split(iova + done, pa + done, size - done);
         const level = this.geometry.levelOf(chunk.pgsize);
         const mapped = this.mapRun(
           iova + done,
@@ -108,7 +95,7 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     this.checkRange('unmap', iova, size, this.inputLimit, 'input');
     const into = gather ?? createIotlbGather();
     // A range of several entries could meet a partial block after having cleared others: look first.
-    if (size > this.split(iova, iova, size).pgsize) this.unmapRange(iova, size, into, true);
+    if (size > this.splitter.split(iova, iova, size).pgsize) this.unmapRange(iova, size, into, true);
     return this.unmapRange(iova, size, into, false);
   }
 
@@ -209,7 +196,7 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private unmapRange(iova: number, size: number, gather: IotlbGather, dryRun: boolean): number {
     let done = 0;
     while (done < size) {
-      const chunk = this.split(iova + done, iova + done, size - done);
+      const chunk = this.splitter.split(iova + done, iova + done, size - done);
       const level = this.geometry.levelOf(chunk.pgsize);
       const cleared = this.unmapRun(iova + done, chunk.pgsize, chunk.count, level, gather, dryRun);
       if (cleared === 0) break;
@@ -313,37 +300,6 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     this.walkTable = table;
   }
 
-  /**
-   * The largest page that fits `size` and the alignment of both addresses, and how many of them
-   * to use before a larger page becomes possible (Linux `iommu_pgsize`).
-   */
-  private split(iova: number, pa: number, size: number): Chunk {
-    if (size < this.secondPgsize) {
-      this.chunk.pgsize = this.minPgsize;
-      this.chunk.count = size / this.minPgsize;
-      return this.chunk;
-    }
-    const sizes = this.pgsizesDesc;
-    let pick = 0;
-    for (let k = 0; k < sizes.length; k++) {
-      const s = sizes[k]!;
-      if (s <= size && iova % s === 0 && pa % s === 0) {
-        pick = k;
-        break;
-      }
-    }
-    const pgsize = sizes[pick]!;
-    let count = Math.floor(size / pgsize);
-    if (pick > 0) {
-      const larger = sizes[pick - 1]!;
-      const toBoundary = (larger - (iova % larger)) % larger;
-      if ((iova - pa) % larger === 0 && size - toBoundary >= larger) count = toBoundary / pgsize;
-    }
-    this.chunk.pgsize = pgsize;
-    this.chunk.count = count;
-    return this.chunk;
-  }
-
   /** Leaves are written high half first, so a walker never pairs a valid low half with a stale high one. */
   private writePte(slot: number, lo: number, hi: number): void {
     const bank = this.bankOf(slot, 'write');
@@ -373,7 +329,7 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
   }
 
   private checkRange(op: string, addr: number, size: number, limit: number, what: string): void {
-    const min = this.minPgsize;
+    const min = this.splitter.minPgsize;
     if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(size) || addr < 0 || size <= 0) {
       throw new VmmError(
         'EINVAL',
