@@ -37,6 +37,8 @@ export class ContextResolver {
   streamTable: Required<StreamTableConfig> | null = null;
   /** STEs the host built (setStreamConfig), by StreamID. */
   readonly hostStes = new Map<number, Uint32Array>();
+  /** CDs the host holds for a stream without substreams (setStreamConfig's `cd`), by StreamID. */
+  readonly hostCds = new Map<number, Uint32Array>();
   private readonly steCache = new Map<number, StreamInfo>();
   /** Key: sid · 2^20 + CD index. */
   private readonly cdCache = new Map<number, S1Context>();
@@ -124,8 +126,21 @@ export class ContextResolver {
     return checked.value;
   }
 
-  private fetchCd(ste: StreamInfo, cdIndex: number, trace: TranslationStep[] | null): S1Context | null {
+  private fetchCd(
+    sid: number,
+    ste: StreamInfo,
+    cdIndex: number,
+    trace: TranslationStep[] | null,
+  ): S1Context | null {
     let cdAddress: number;
+    const hostCd = ste.s1cdmax === 0 ? this.hostCds.get(sid) : undefined;
+    if (hostCd !== undefined) {
+      // A host-held CD (virtio-iommu format 1): nothing to fetch, but validated like any CD.
+      const checked = checkCd(hostCd, this.params);
+      if (trace !== null) traceStructure(trace, 'CD', undefined, hostCd, checked);
+      if (!checked.ok) return this.fail(checked.type, checked.reason);
+      return checked.value;
+    }
     if (ste.s1cdmax === 0) {
       cdAddress = ste.contextPtr;
     } else if (ste.s1fmt === 0) {
@@ -208,7 +223,7 @@ export class ContextResolver {
       return cd;
     }
     if (trace === null) this.stats.cdCacheMisses++;
-    const fetched = this.fetchCd(ste, cdIndex, trace);
+    const fetched = this.fetchCd(sid, ste, cdIndex, trace);
     if (fetched === null) return null;
     cd = fetched;
     if (trace === null) this.cdCache.set(key, cd);

@@ -10,17 +10,16 @@ import { ErrorCode, type GuestMemory, hex, type TranslationStep, VmmError } from
 import { IPS_BITS } from '../codec/cd.js';
 import { decodeCommand } from '../codec/command.js';
 import { EventClass, EventType, makeEvent } from '../codec/event.js';
+import { accessCodeOf, permBits, wordsOf } from './args.js';
 import { executeCommand } from './commands.js';
 import { BYPASS_CONTEXT, type S1Context, type SmmuParams } from './context.js';
 import { Iotlb } from './iotlb.js';
 import { ABORT_EVENT_TYPE, ContextResolver } from './resolver.js';
 import { resultStep } from './result-step.js';
 import {
-  AccessCode,
   type CommandResult,
   createStats,
   createTranslationOut,
-  type DmaAccessName,
   type Smmuv3Features,
   type Smmuv3Options,
   type Smmuv3Stats,
@@ -49,19 +48,6 @@ const DEFAULT_FEATURES: Smmuv3Features = {
   sidBits: 32,
   iotlbEntries: 4096,
 };
-
-/** Expands the 6-bit permission code for one privilege level to 1 read | 2 write | 4 exec. */
-function permBits(perm6: number, privileged: boolean): number {
-  return privileged ? (perm6 >>> 3) & 7 : perm6 & 7;
-}
-
-function accessCodeOf(access: DmaAccessName, privileged: boolean): number {
-  const base = access === 'read' ? 0 : access === 'write' ? 1 : access === 'exec' ? 2 : -1;
-  if (base < 0) {
-    throw new VmmError(ErrorCode.EINVAL, `access must be 'read', 'write' or 'exec', got ${String(access)}`);
-  }
-  return base + (privileged ? AccessCode.PRIVILEGED : 0);
-}
 
 export class Smmuv3 {
   readonly memory: GuestMemory;
@@ -151,18 +137,21 @@ export class Smmuv3 {
   }
 
   /**
-   * Gives `sid` an STE the host built (64 bytes), used instead of the stream table. The host
-   * writing an STE implies its CFGI_STE: the stream's cached configuration is dropped.
+   * Gives `sid` an STE the host built (64 bytes), used instead of the stream table. With
+   * `options.cd` (64 bytes) the stream's single CD (S1CDMax = 0) is held by the host too and
+   * S1ContextPtr is not read (virtio-iommu format 1 hands over TCR/TTBR/MAIR, not a CD). The
+   * host writing an STE implies its CFGI_STE: the stream's cached configuration is dropped.
    */
-  setStreamConfig(sid: number, steBytes: Uint8Array): void {
+  setStreamConfig(sid: number, steBytes: Uint8Array, options: { cd?: Uint8Array } = {}): void {
     this.checkSid(sid);
-    if (!(steBytes instanceof Uint8Array) || steBytes.length !== 64) {
-      throw new VmmError(ErrorCode.EINVAL, 'setStreamConfig needs a 64-byte STE (see encodeSte)');
-    }
-    const view = new DataView(steBytes.buffer, steBytes.byteOffset, 64);
-    const words = new Uint32Array(16);
-    for (let i = 0; i < 16; i++) words[i] = view.getUint32(i * 4, true);
-    this.resolver.hostStes.set(sid, words);
+    const ste = wordsOf(steBytes, 'setStreamConfig needs a 64-byte STE (see encodeSte)');
+    const cd =
+      options.cd === undefined
+        ? undefined
+        : wordsOf(options.cd, 'options.cd must be a 64-byte CD (see encodeCd)');
+    this.resolver.hostStes.set(sid, ste);
+    if (cd === undefined) this.resolver.hostCds.delete(sid);
+    else this.resolver.hostCds.set(sid, cd);
     this.resolver.invalidateStreams(sid, sid);
     this.invalidateConfig();
   }
@@ -170,6 +159,7 @@ export class Smmuv3 {
   /** Removes a host-built STE; the stream table (if any) serves `sid` again. */
   clearStreamConfig(sid: number): void {
     this.resolver.hostStes.delete(sid);
+    this.resolver.hostCds.delete(sid);
     this.resolver.invalidateStreams(sid, sid);
     this.invalidateConfig();
   }
@@ -372,6 +362,18 @@ export class Smmuv3 {
     }
     this.stats.commands++;
     return executeCommand(decodeCommand(bytes), this.resolver, this.iotlb, () => this.invalidateConfig());
+  }
+
+  /**
+   * TLBI_NH_VA semantics over any byte range (one command's NUM/SCALE cannot express every
+   * length): drops the entries of `asid` (−1: every ASID, as TLBI_NH_VAA) whose mapping overlaps
+   * [start, start + length). Used by paravirtual invalidations such as virtio-iommu INVALIDATE.
+   */
+  invalidateTlbRange(asid: number, start: number, length: number): void {
+    if (!(start >= 0) || !(length > 0)) return;
+    const end = Math.min(start + length, 2 ** 53);
+    if (start >= end) return;
+    this.iotlb?.invalidateRange(asid, start, end - start);
   }
 
   private invalidateConfig(): void {
