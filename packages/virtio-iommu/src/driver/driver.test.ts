@@ -1,6 +1,7 @@
 import { featureBit, VirtioFeature } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
 import { ConfigOffset, IommuFeature, MapFlag, RequestType, Status } from '../protocol/constants.js';
+import { encodeFaultReport } from '../protocol/fault.js';
 import { decodeRequest, type MapRequest } from '../protocol/requests.js';
 import { VirtioIommuDriver } from './driver.js';
 import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
@@ -246,5 +247,48 @@ describe('statuses', () => {
     });
     driver.unmap(1, 0, 0x1000);
     expect(s.device.requests.at(-1)![0]).toBe(RequestType.UNMAP);
+  });
+
+  it('acknowledges the interrupt while waiting, and hands faults to listeners once the batch is done', () => {
+    const s = createScriptedIommu({ answers: false });
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      wait: () => {
+        s.device.sendEvent(encodeFaultReport({ reason: 2, flags: 0, endpoint: 4 }));
+        s.device.answers = true;
+        s.device.notify(0);
+      },
+    });
+    const seen: number[] = [];
+    // A listener may send requests itself: the batch that waited is finished by then.
+    driver.on('fault', (fault) => {
+      seen.push(fault.endpoint);
+      driver.unmap(1, 0x1000, 0x1000);
+    });
+    driver.unmap(1, 0, 0x1000);
+    expect(seen).toEqual([4]);
+    expect(s.transport.interruptStatus).toBe(0);
+    expect(decodeRequest(s.device.requests.at(-1)!)).toMatchObject({ type: 'unmap', virtStart: 0x1000n });
+  });
+
+  it('refuses a request submitted while another batch waits, and a throwing wait hook breaks the queue', () => {
+    const s = createScriptedIommu({ answers: false });
+    let driver: VirtioIommuDriver | undefined;
+    driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      wait: () => driver!.unmap(2, 0, 0x1000),
+    });
+    expect(() => driver!.unmap(1, 0, 0x1000)).toThrow(/submitted while another batch waits/);
+    expect(() => driver!.unmap(1, 0, 0x1000)).toThrow(/the wait hook threw/);
   });
 });

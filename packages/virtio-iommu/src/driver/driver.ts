@@ -121,6 +121,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   private readonly domains = new Map<number, DomainRecord>();
   private readonly endpointDomain = new Map<number, number>();
   private readonly endpoints = new Map<number, EndpointInfo>();
+  private eventsPending = false;
   private readonly sink = {
     fault: (fault: IommuFault) => this.emit('fault', fault),
     ignored: (reason: IgnoredEventReason, len: number) => this.emit('ignoredEvent', reason, len),
@@ -169,6 +170,12 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       queues[RequestQueue]!,
       () => this.transport.notify(RequestQueue),
       wait,
+      {
+        afterWait: () => this.acknowledge(),
+        afterSubmit: () => {
+          if (this.eventsPending) this.processEvents();
+        },
+      },
     );
     this.faults = new FaultQueue(
       memory,
@@ -337,15 +344,26 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
    * polled by the submitter, so the used-buffer bit only matters for faults here.
    */
   handleInterrupt(): number {
-    const status = this.transport.interruptStatus();
-    if (status !== 0) this.transport.ackInterrupt(status);
-    // virtio 1.2 §4.2.2: the used-buffer bit means "check every active queue".
-    return (status & VirtioMmioInterrupt.USED_BUFFER) !== 0 ? this.processEvents() : 0;
+    this.acknowledge();
+    return this.eventsPending ? this.processEvents() : 0;
   }
 
   /** Handles every fault report the device returned, re-posting each buffer; returns how many. */
   processEvents(): number {
+    this.eventsPending = false;
     return this.faults.process(this.sink);
+  }
+
+  /**
+   * Reads and acknowledges the interrupt status, so the line drops while a batch waits; events
+   * are noted and handled once the batch is done (a listener may then send requests itself).
+   */
+  private acknowledge(): void {
+    const status = this.transport.interruptStatus();
+    if (status === 0) return;
+    this.transport.ackInterrupt(status);
+    // virtio 1.2 §4.2.2: the used-buffer bit means "check every active queue".
+    if ((status & VirtioMmioInterrupt.USED_BUFFER) !== 0) this.eventsPending = true;
   }
 
   /** Records an attach that succeeded: the implicit move out of another domain included. */

@@ -31,6 +31,14 @@ export interface CompletionWait {
   maxWaits?: number;
 }
 
+/** What the driver does around waits: acknowledge the interrupt after each, handle events after the batch. */
+export interface RingHooks {
+  /** After every `wait()` (the driver acknowledges the interrupt so the line drops). */
+  afterWait?: () => void;
+  /** After a submission completed or failed, outside the ring's busy section. */
+  afterSubmit?: () => void;
+}
+
 /** Result of a single large request (PROBE): how much the device wrote, and the writable bytes. */
 export interface LargeRequestResult {
   usedLength: number;
@@ -48,6 +56,7 @@ export class RequestRing {
   private readonly slotRequest: Int32Array;
   private readonly maxWaits: number;
   private brokenReason: string | null = null;
+  private busy = false;
 
   constructor(
     private readonly memory: GuestMemory,
@@ -55,6 +64,7 @@ export class RequestRing {
     private readonly queue: DriverQueueApi,
     private readonly kick: () => void,
     private readonly waiter: CompletionWait = {},
+    private readonly hooks: RingHooks = {},
   ) {
     this.capacity = Math.max(1, Math.floor(queue.size / 2));
     this.slotBase = allocator.alloc(this.capacity * SLOT_SIZE);
@@ -80,7 +90,20 @@ export class RequestRing {
    * notification; statuses land in `statuses[i]` (`STATUS_NOT_WRITTEN` for used length 0).
    */
   submit(staging: Uint8Array, readLengths: Uint8Array, count: number, statuses: Uint8Array): void {
-    this.checkUsable();
+    this.enter();
+    try {
+      this.submitChunks(staging, readLengths, count, statuses);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private submitChunks(
+    staging: Uint8Array,
+    readLengths: Uint8Array,
+    count: number,
+    statuses: Uint8Array,
+  ): void {
     let next = 0;
     while (next < count) {
       const chunk = Math.min(count - next, this.capacity, Math.floor(this.queue.freeCount / 2));
@@ -109,7 +132,15 @@ export class RequestRing {
 
   /** One request with its own buffers (PROBE: a large writable part); waits for it like a batch. */
   submitLarge(readable: Uint8Array, writableLength: number): LargeRequestResult {
-    this.checkUsable();
+    this.enter();
+    try {
+      return this.submitOne(readable, writableLength);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private submitOne(readable: Uint8Array, writableLength: number): LargeRequestResult {
     const total = readable.length + writableLength;
     const gpa = this.allocator.alloc(total);
     try {
@@ -142,19 +173,39 @@ export class RequestRing {
       if (waits >= this.maxWaits) {
         throw this.fail(`the device answered ${done} of ${expected} requests after ${waits} waits`);
       }
-      this.waiter.wait();
+      try {
+        this.waiter.wait();
+        this.hooks.afterWait?.();
+      } catch (error) {
+        // Requests are still in flight: the queue cannot be trusted for the next batch.
+        this.brokenReason = `the wait hook threw (${error instanceof Error ? error.message : String(error)})`;
+        throw error;
+      }
       waits++;
       done += this.queue.collect(onUsed);
     }
   }
 
-  private checkUsable(): void {
+  private enter(): void {
+    if (this.busy) {
+      // A fault listener or TLB callback that submits while a batch waits would reuse its slots.
+      throw new VmmError(
+        'EBUSY',
+        'virtio-iommu request queue busy: a request was submitted while another batch waits',
+      );
+    }
     if (this.brokenReason !== null) {
       throw new VmmError(
         'EBUSY',
         `virtio-iommu request queue unusable: ${this.brokenReason}; reset the device`,
       );
     }
+    this.busy = true;
+  }
+
+  private leave(): void {
+    this.busy = false;
+    this.hooks.afterSubmit?.();
   }
 
   private fail(reason: string): VmmError {
