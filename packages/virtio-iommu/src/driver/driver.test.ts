@@ -203,10 +203,17 @@ describe('statuses', () => {
     }
   });
 
+  it('polls inline: no request-queue interrupts', () => {
+    const { driver, transport } = setup();
+    driver.map(1, 0, 0x4000_0000, 0x1000);
+    expect(transport.interruptStatus).toBe(0);
+  });
+
   it('fails with a clear error instead of hanging when the device does not answer (inline mode)', () => {
-    const { driver, device } = setup();
+    const { driver, device, transport: s } = setup();
     device.answers = false;
     expect(() => driver.unmap(1, 0, 0x1000)).toThrow(/answered 0 of 1 requests during the notification/);
+    expect(s.interruptStatus).toBe(0);
     // The queue still holds the request: later submissions are refused rather than confused.
     device.answers = true;
     expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
@@ -272,7 +279,8 @@ describe('statuses', () => {
     });
     driver.unmap(1, 0, 0x1000);
     expect(seen).toEqual([4]);
-    expect(s.transport.interruptStatus).toBe(0);
+    expect(driver.handleInterrupt()).toBe(0);
+    expect(seen).toEqual([4]);
     expect(decodeRequest(s.device.requests.at(-1)!)).toMatchObject({ type: 'unmap', virtStart: 0x1000n });
   });
 

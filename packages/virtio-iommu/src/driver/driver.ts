@@ -164,6 +164,9 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     };
     this.domainIds = new IdAllocator(this.config.domainRange.start, this.config.domainRange.end, 'domain ID');
     const wait: CompletionWait = { wait: options.wait, maxWaits: options.maxWaits };
+    // Linux gives the request queue no callback: it polls. Only a waiting (worker) driver needs
+    // used-buffer interrupts from it to wake up.
+    if (options.wait === undefined) queues[RequestQueue]!.suppressInterrupts(true);
     this.ring = new RequestRing(
       memory,
       allocator,
