@@ -98,9 +98,9 @@ function toU64(value: bigint | number, what: string): bigint {
 }
 
 export class IommuBatch {
-  private staging = new Uint8Array(INITIAL_REQUESTS * SLOT_SIZE);
-  private view = new DataView(this.staging.buffer);
-  private readLengths = new Uint8Array(INITIAL_REQUESTS);
+  private staging: Uint8Array;
+  private view: DataView;
+  private readLengths: Uint8Array;
   private count = 0;
   /** The limits as numbers for the safe-integer path (Infinity where they pass 2^53). */
   private readonly granule: number;
@@ -110,7 +110,13 @@ export class IommuBatch {
   constructor(
     private readonly ring: RequestRing,
     private readonly limits: BatchLimits,
+    /** Requests to make room for up front (the batch grows as needed). */
+    expected = INITIAL_REQUESTS,
   ) {
+    const room = Math.max(1, Math.min(Math.floor(expected), 1 << 16));
+    this.staging = new Uint8Array(room * SLOT_SIZE);
+    this.view = new DataView(this.staging.buffer);
+    this.readLengths = new Uint8Array(room);
     const asNumber = (v: bigint) =>
       v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Number.POSITIVE_INFINITY;
     this.granule = asNumber(limits.granule);
@@ -291,15 +297,20 @@ export class IommuBatch {
     this.count = 0;
     const statuses = new Uint8Array(count);
     if (count === 0) return new BatchResult(0, statuses, []);
-    this.ring.submit(this.staging, this.readLengths, count, statuses);
-    const failures: VirtioIommuRequestError[] = [];
-    for (let i = 0; i < count; i++) {
-      const status = statuses[i]!;
-      if (status === Status.OK) continue;
-      const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
-      failures.push(new VirtioIommuRequestError(status, describe(decodeRequest(bytes), i)));
+    try {
+      this.ring.submit(this.staging, this.readLengths, count, statuses);
+      const failures: VirtioIommuRequestError[] = [];
+      for (let i = 0; i < count; i++) {
+        const status = statuses[i]!;
+        if (status === Status.OK) continue;
+        const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
+        failures.push(new VirtioIommuRequestError(status, describe(decodeRequest(bytes), i)));
+      }
+      return new BatchResult(count, statuses, failures);
+    } finally {
+      // Results are read: a fault listener may now reuse this batch.
+      this.ring.settle();
     }
-    return new BatchResult(count, statuses, failures);
   }
 
   /**

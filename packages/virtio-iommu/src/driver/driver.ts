@@ -195,9 +195,9 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     return (this.featureBits & featureBit(bit)) !== 0n;
   }
 
-  /** A new batch: queue requests, then `submit()` sends them with one notification per queue-full. */
-  batch(): IommuBatch {
-    return new IommuBatch(this.ring, this.limits);
+  /** A new batch (room for `expected` requests, default 64; it grows): queue requests, then `submit()` sends them with one notification per queue-full. */
+  batch(expected?: number): IommuBatch {
+    return new IommuBatch(this.ring, this.limits, expected);
   }
 
   /** Writes the global `bypass` field (virtio 1.2 §5.13.4.2: only with BYPASS_CONFIG). */
@@ -220,7 +220,13 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     if (this.features.probe && this.config.probeSize > 0) {
       const readable = encodeProbe({ endpoint });
       const size = this.config.probeSize;
-      const { usedLength, written } = this.ring.submitLarge(readable, size + 4);
+      let answer: { usedLength: number; written: Uint8Array };
+      try {
+        answer = this.ring.submitLarge(readable, size + 4);
+      } finally {
+        this.ring.settle();
+      }
+      const { usedLength, written } = answer;
       // virtio 1.2 §5.13.6.1: the status is the last byte group of the writable part.
       const status = usedLength === 0 ? STATUS_NOT_WRITTEN : written[size]!;
       if (status !== 0) {
@@ -296,7 +302,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     const info = this.probeEndpoint(endpoint);
     const useBypassFlag =
       record.kind === 'bypass' || (record.kind === 'identity' && this.features.bypassConfig);
-    const batch = this.batch().attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
+    const batch = this.batch(1).attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
     batch.submit().throwIfFailed();
     this.noteAttached(endpoint, domain);
     if (record.kind === 'identity' && !useBypassFlag && !record.identityMapped) {
@@ -309,7 +315,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   detach(endpoint: number): void {
     const domain = this.endpointDomain.get(endpoint);
     if (domain === undefined) throw new VmmError('ENOENT', `endpoint ${endpoint} is not attached`);
-    this.batch().detach(domain, endpoint).submit().throwIfFailed();
+    this.batch(1).detach(domain, endpoint).submit().throwIfFailed();
     this.noteDetached(endpoint);
   }
 
@@ -321,12 +327,12 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     size: bigint | number,
     prot: { read?: boolean; write?: boolean; mmio?: boolean } = { read: true, write: true },
   ): void {
-    this.batch().map(domain, iova, phys, size, mapFlags(prot)).submit().throwIfFailed();
+    this.batch(1).map(domain, iova, phys, size, mapFlags(prot)).submit().throwIfFailed();
   }
 
   /** UNMAP a range; throws the typed error of a refused request. */
   unmap(domain: number, iova: bigint | number, size: bigint | number): void {
-    this.batch().unmap(domain, iova, size).submit().throwIfFailed();
+    this.batch(1).unmap(domain, iova, size).submit().throwIfFailed();
   }
 
   /**

@@ -129,14 +129,14 @@ export abstract class NestedTableBase {
   detach(endpoint: number): void {
     if (!this.attached.has(endpoint))
       throw new VmmError('ENOENT', `endpoint ${endpoint} is not attached to domain ${this.domain}`);
-    this.driver.batch().detach(this.domain, endpoint).submit().throwIfFailed();
+    this.driver.batch(1).detach(this.domain, endpoint).submit().throwIfFailed();
     this.attached.delete(endpoint);
     this.driver.noteDetached(endpoint);
   }
 
   /** ATTACH_TABLE of `endpoint` with a table descriptor (bytes 16..83). */
   attachTable(endpoint: number, descriptor: { format: number; payload: Uint8Array }): void {
-    this.driver.batch().attachTable(this.domain, endpoint, descriptor).submit().throwIfFailed();
+    this.driver.batch(1).attachTable(this.domain, endpoint, descriptor).submit().throwIfFailed();
     this.attached.add(endpoint);
     this.driver.noteAttached(endpoint, this.domain);
   }

@@ -35,7 +35,7 @@ export interface CompletionWait {
 export interface RingHooks {
   /** After every `wait()` (the driver acknowledges the interrupt so the line drops). */
   afterWait?: () => void;
-  /** After a submission completed or failed, outside the ring's busy section. */
+  /** After a submitter read its results (`settle`), outside the ring's busy section. */
   afterSubmit?: () => void;
 }
 
@@ -205,7 +205,14 @@ export class RequestRing {
 
   private leave(): void {
     this.busy = false;
-    this.hooks.afterSubmit?.();
+  }
+
+  /**
+   * Called by the submitter once it has read its results: runs the driver's after-submit work
+   * (fault events noted while waiting), which may itself submit.
+   */
+  settle(): void {
+    if (!this.busy) this.hooks.afterSubmit?.();
   }
 
   private fail(reason: string): VmmError {
