@@ -1,3 +1,5 @@
+export type { FakeNestedBackend, FakeNestedBackendOptions } from './fake-nested-backend.js';
+export { createFakeNestedBackend, fakeNestedPlugin } from './fake-nested-backend.js';
 export type {
   HarnessEndpoint,
   HarnessGuest,
