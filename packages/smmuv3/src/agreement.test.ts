@@ -78,7 +78,6 @@ function build(bitmap: number, ias: number) {
       },
     },
   );
-  cdTable.cfg.vendor.arm = { cookie: SID };
   cdTable.alloc();
   const layout = cdTable.cfg.vendor.arm!.layout!;
   smmu.setStreamConfig(

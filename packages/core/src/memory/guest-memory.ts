@@ -299,12 +299,16 @@ export class GuestMemory extends TypedEmitter<GuestMemoryEvents> {
     else this.slowWrite(gpa, 8, (v) => v.setBigUint64(0, BigInt.asUintN(64, value), true));
   }
 
-  /** Writes a 64-bit word from its 32-bit halves. */
+  /**
+   * Writes a 64-bit word from its 32-bit halves, the high half first: descriptors keep their
+   * valid bit in the low half, so a walker never sees a valid bit beside a stale address. To
+   * clear a descriptor, clear the low half first (`writeU32`).
+   */
   writeU64Pair(gpa: number, lo: number, hi: number): void {
     const bank = this.ramBank(gpa, 8, 'write');
     if (bank !== null) {
-      bank.view.setUint32(gpa - bank.gpa, lo >>> 0, true);
       bank.view.setUint32(gpa - bank.gpa + 4, hi >>> 0, true);
+      bank.view.setUint32(gpa - bank.gpa, lo >>> 0, true);
     } else {
       this.slowWrite(gpa, 8, (v) => {
         v.setUint32(0, lo >>> 0, true);

@@ -62,7 +62,7 @@ export class PasidTableLibrary {
   ): PasidTable<Ctx> {
     const vendor = this.vendorFor(format) as PasidTableVendor<Ctx>;
     return new PasidTable<Ctx>(
-      { iommuDev: dev, format: vendor.format, base: 0, vendor: {}, sync: options.sync },
+      { iommuDev: dev, format: vendor.format, cookie, base: 0, vendor: {}, sync: options.sync },
       cookie,
       vendor,
     );

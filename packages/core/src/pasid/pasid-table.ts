@@ -30,6 +30,8 @@ export interface PasidTableCfg {
   readonly iommuDev: PasidTableDevice;
   /** Table format name, e.g. `arm-smmu-v3`. */
   readonly format: string;
+  /** The consumer's cookie given at registration; handed back to `sync`. */
+  readonly cookie: unknown;
   /** Guest-physical base of the table; set by the vendor's `alloc`, 0 before. */
   base: number;
   /** Vendor state, under the vendor's name. */

@@ -36,8 +36,6 @@ export interface ArmCdTableLayout {
 export interface ArmCdTableCfg {
   /** STE.S1DSS reported by `attachDescriptor` (default `S1Dss.TERMINATE`). */
   s1dss?: number;
-  /** Cookie handed to the consumer's sync callback (ops only receive `cfg`; see the package README). */
-  cookie?: unknown;
   /** Set by `alloc`, removed by `free`. */
   layout?: ArmCdTableLayout;
 }

@@ -27,7 +27,7 @@ describe('README guest example', () => {
       // virtio-iommu: INVALIDATE(PASID cache); an emulated SMMU: CFGI_CD + CMD_SYNC.
       { sync: (cookie, ssid, leaf) => invalidations.push(`ep${cookie} pasid ${ssid} leaf=${leaf}`) },
     );
-    cdTable.cfg.vendor.arm = { cookie: endpoint, s1dss: S1Dss.TERMINATE };
+    cdTable.cfg.vendor.arm = { s1dss: S1Dss.TERMINATE };
     cdTable.alloc();
 
     // One address space: an arm-lpae-s1 table in guest memory (4K granule, 2M/1G blocks).

@@ -35,7 +35,6 @@ function setup(features: Record<string, number | boolean>, cookie: unknown = 'de
       syncs.push({ cookie: c, ssid, leaf, cd, l1: watchL1 ? memory.readU64(watchL1) : undefined });
     },
   });
-  table.cfg.vendor.arm = { cookie };
   table.alloc();
   return {
     memory,

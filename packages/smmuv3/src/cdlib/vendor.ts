@@ -71,7 +71,7 @@ function syncOf(cfg: PasidTableCfg): (ssid: number, leaf: boolean) => void {
       `no sync callback for the ${cfg.format} table of ${cfg.iommuDev.name}: a CD cannot be changed without invalidating the SMMU's copy; pass { sync } to registerPasidTable`,
     );
   }
-  const cookie = cfg.vendor.arm?.cookie;
+  const cookie = cfg.cookie;
   return (ssid, leaf) => sync(cookie, ssid, leaf);
 }
 
