@@ -25,6 +25,14 @@ export default defineConfig({
       {
         extends: true as const,
         test: {
+          name: 'hostile',
+          include: ['fuzz/src/**/*.test.ts'],
+          benchmark: { include: [] },
+        },
+      },
+      {
+        extends: true as const,
+        test: {
           name: 'examples',
           include: ['examples/*/src/**/*.test.ts'],
           benchmark: { include: [] },
