@@ -48,3 +48,9 @@ export type {
   TranslationOut,
 } from './model/types.js';
 export { AccessCode, createTranslationOut } from './model/types.js';
+export { ArmLpaeNestedBackend } from './nested/lpae-backend.js';
+export type { NestedBackendOptions } from './nested/options.js';
+export { ARM_LPAE_PAGE_SIZES } from './nested/options.js';
+export { ArmSmmuV3PasidBackend } from './nested/pasid-backend.js';
+export { faultReasonOf, NESTED_SID, SmmuNestedTable } from './nested/table.js';
+export { createSmmuv3Plugin, smmuv3Plugin } from './plugin.js';
