@@ -102,6 +102,13 @@ export function pgtableCfg(
   };
 }
 
+/** The smallest page size of a bitmap (which may exceed 32 bits, so no bitwise operators). */
+export function smallestPage(bitmap: number): number {
+  let size = 1;
+  while (size <= bitmap && Math.floor(bitmap / size) % 2 === 0) size *= 2;
+  return size;
+}
+
 /** A nested domain on the driver: its ID, its endpoints and its pending invalidations. */
 export abstract class NestedTableBase {
   protected readonly invalidations: InvalidationQueue;

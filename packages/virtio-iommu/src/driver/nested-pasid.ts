@@ -15,7 +15,13 @@ import {
 } from '@vmmkit/core';
 import type { VirtioIommuDriver } from './driver.js';
 import { IdAllocator } from './id-allocator.js';
-import { NestedTableBase, type PgtableGeometryOptions, pgtableCfg, pickFormat } from './nested-common.js';
+import {
+  NestedTableBase,
+  type PgtableGeometryOptions,
+  pgtableCfg,
+  pickFormat,
+  smallestPage,
+} from './nested-common.js';
 import type { InvalidationTarget } from './nested-invalidation.js';
 
 export interface AttachPasidTableOptions extends PgtableGeometryOptions {
@@ -148,6 +154,17 @@ export class NestedPasidDomain extends NestedTableBase {
   unmap(pasid: number, iova: number, size: number): number {
     const { ops, target } = this.context(pasid);
     return this.unmapWith(ops, target, iova, size);
+  }
+
+  /**
+   * Invalidates what the device may cache for `pasid` after the caller edited its tables through
+   * `pgtable()`: the leaf entries of `[iova, iova + size)`, or everything of the PASID.
+   */
+  invalidate(pasid: number, iova?: number, size?: number): void {
+    const { target, ops } = this.context(pasid);
+    if (iova === undefined || size === undefined) this.invalidations.all(target);
+    else this.invalidations.range(target, iova, size, smallestPage(ops.cfg.pgsizeBitmap), true);
+    this.invalidations.flush();
   }
 
   /** Attaches another endpoint to the same table (the device lets endpoints share it). */

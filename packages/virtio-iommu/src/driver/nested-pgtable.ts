@@ -4,7 +4,13 @@
  */
 import { type IoPgtableOps, type IoPgtableRegistry, TOKENS, VmmError } from '@vmmkit/core';
 import type { VirtioIommuDriver } from './driver.js';
-import { NestedTableBase, type PgtableGeometryOptions, pgtableCfg, pickFormat } from './nested-common.js';
+import {
+  NestedTableBase,
+  type PgtableGeometryOptions,
+  pgtableCfg,
+  pickFormat,
+  smallestPage,
+} from './nested-common.js';
 import type { InvalidationTarget } from './nested-invalidation.js';
 
 export interface AttachPageTableOptions extends PgtableGeometryOptions {
@@ -66,6 +72,16 @@ export class NestedPageTableDomain extends NestedTableBase {
   /** Unmaps and sends the TLB invalidations the table asked for, in one notification. */
   unmap(iova: number, size: number): number {
     return this.unmapWith(this.ops, this.target, iova, size);
+  }
+
+  /**
+   * Invalidates what the device may cache after the caller edited the table through `pgtable`:
+   * the leaf entries of `[iova, iova + size)`, or everything.
+   */
+  invalidate(iova?: number, size?: number): void {
+    if (iova === undefined || size === undefined) this.invalidations.all(this.target);
+    else this.invalidations.range(this.target, iova, size, smallestPage(this.ops.cfg.pgsizeBitmap), true);
+    this.invalidations.flush();
   }
 
   /** Attaches another endpoint to the same table. */

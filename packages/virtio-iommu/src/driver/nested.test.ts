@@ -256,6 +256,45 @@ describe('nested PASID table', () => {
     expect(gather).toEqual({ start: 0x5000, end: 0x7000, pgsize: 0x1000 });
   });
 
+  it('invalidates on request after direct table edits: a leaf range, or the whole PASID', () => {
+    const { driver, sent } = setup();
+    const nested = driver.attachPasidTable(5, {
+      pasidTableFormat: 'toy',
+      pgtableFormat: 'toy-pgtable',
+      pasids: [3],
+    });
+    const before = sent().length;
+    nested.invalidate(3, 0x5000, 0x1800);
+    nested.invalidate(3);
+    expect(
+      sent()
+        .slice(before)
+        .map((r) => {
+          const i = r as InvalidateRequest;
+          return [i.granularity, i.caches, i.flags, i.pasid, i.virtStart, i.nrPages, i.granule];
+        }),
+    ).toEqual([
+      [
+        InvalidateGranularity.VA,
+        InvalidateCache.IOTLB,
+        InvalidateFlag.PASID | InvalidateFlag.ARCHID | InvalidateFlag.LEAF,
+        3,
+        0x5000n,
+        2n,
+        12,
+      ],
+      [
+        InvalidateGranularity.PASID,
+        InvalidateCache.IOTLB,
+        InvalidateFlag.PASID | InvalidateFlag.ARCHID,
+        3,
+        0n,
+        0n,
+        0,
+      ],
+    ]);
+  });
+
   it('removes a PASID: entry cleared and synced, its IOTLB flushed', () => {
     const { driver, sent } = setup();
     const nested = driver.attachPasidTable(5, {
