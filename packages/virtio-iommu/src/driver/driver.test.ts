@@ -85,6 +85,15 @@ describe('feature negotiation and configuration', () => {
     expect(() => setup({ pageSizeMask: 0n })).toThrow(/page_size_mask is 0/);
   });
 
+  it('refuses MAP domains when the granule exceeds the guest page size (Linux)', () => {
+    const { driver } = setup({ pageSizeMask: 0xffff_ffff_ffff_0000n });
+    expect(driver.config.granule).toBe(0x1_0000n);
+    expect(() => driver.createDomain()).toThrow(/larger than the guest page size/);
+    // Bypass needs no mappings.
+    expect(driver.createDomain('identity')).toBeTypeOf('number');
+    expect(() => driver.createDomain('nested')).toThrow(/attachPasidTable/);
+  });
+
   it('writes bypass only when BYPASS_CONFIG was negotiated', () => {
     const { driver, device } = setup();
     driver.setBypass(false);

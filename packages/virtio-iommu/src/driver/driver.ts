@@ -8,6 +8,7 @@ import {
   hex,
   type MmioAccessor,
   type NestedFormatDescription,
+  PAGE_SIZE,
   type PageAllocator,
   TypedEmitter,
   VirtioMmioDriver,
@@ -64,6 +65,8 @@ export interface VirtioIommuDriverOptions extends CompletionWait {
   eventQueueSize?: number;
   /** Restricts the features asked for (default `DRIVER_FEATURES`). */
   features?: bigint;
+  /** The guest's page size (default 4 KiB): MAP domains need a device granule no larger. */
+  guestPageSize?: number;
   /**
    * Where nested attach finds the PASID-table vendors and io-pgtable formats plugins registered
    * (`TOKENS.PasidTableLibrary`, `TOKENS.IoPgtableRegistry`), e.g. `createContainer([smmuv3Plugin])`.
@@ -114,6 +117,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   readonly allocator: PageAllocator;
   readonly transport: VirtioMmioDriver;
   readonly container: ServiceSource | undefined;
+  private readonly guestPageSize: number;
   private readonly ring: RequestRing;
   private readonly faults: FaultQueue;
   private readonly limits: BatchLimits;
@@ -134,6 +138,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     this.memory = memory;
     this.allocator = allocator;
     this.container = options.container;
+    this.guestPageSize = options.guestPageSize ?? PAGE_SIZE;
     this.transport = new VirtioMmioDriver(mmio, base, memory, allocator);
     const id = this.transport.probe();
     if (id !== VIRTIO_IOMMU_DEVICE_ID) {
@@ -254,8 +259,20 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
         'bypass domains need VIRTIO_IOMMU_F_BYPASS_CONFIG, which was not negotiated',
       );
     }
-    if (kind === 'paging' && !this.features.mapUnmap) {
-      throw new VmmError('ENOSYS', 'paging domains need VIRTIO_IOMMU_F_MAP_UNMAP, which was not negotiated');
+    if (kind === 'nested') {
+      throw new VmmError('EINVAL', 'nested domains come from attachPasidTable() or attachPageTable()');
+    }
+    const mapped = kind === 'paging' || (kind === 'identity' && !this.features.bypassConfig);
+    if (mapped && !this.features.mapUnmap) {
+      throw new VmmError('ENOSYS', `${kind} domains need VIRTIO_IOMMU_F_MAP_UNMAP, which was not negotiated`);
+    }
+    // Linux viommu_domain_finalise: a granule above the guest page size cannot back DMA mappings.
+    if (mapped && this.config.granule > BigInt(this.guestPageSize)) {
+      throw new VmmError(
+        'EINVAL',
+        `the device granule ${hex(this.config.granule)} is larger than the guest page size ${hex(this.guestPageSize)}`,
+        { granule: this.config.granule, guestPageSize: this.guestPageSize },
+      );
     }
     const id = this.domainIds.alloc();
     this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false });
