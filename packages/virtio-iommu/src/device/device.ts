@@ -44,7 +44,9 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
   readonly queueMaxSizes: readonly number[];
   readonly deviceFeatures: bigint;
   readonly configSize = CONFIG_SIZE;
-  private readonly config: ResolvedOptions;
+  private config: ResolvedOptions;
+  private readonly input: VirtioIommuDeviceOptions;
+  private readonly endpointList: Endpoint[];
   private readonly state: IommuState;
   private readonly handler: RequestHandler;
   private readonly faults = new FaultReporter();
@@ -58,6 +60,7 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
   constructor(options: VirtioIommuDeviceOptions) {
     super();
     const config = resolveOptions(options);
+    this.input = options;
     this.config = config;
     this.name = config.name;
     this.queueMaxSizes = [config.queueSize, config.queueSize];
@@ -66,22 +69,65 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
       featureBit(VirtioFeature.VERSION_1) |
       (config.eventIdx ? featureBit(VirtioFeature.EVENT_IDX) : 0n) |
       (config.indirectDesc ? featureBit(VirtioFeature.INDIRECT_DESC) : 0n);
-    const probeOffered = this.offers(IommuFeature.PROBE);
-    const answers = new Map<Endpoint, ProbeAnswers>();
-    const endpoints = config.endpoints.map((e) => {
-      const formats = endpointFormats(config.nestedBackends, e.id, e.tableFormats);
-      const endpoint = new Endpoint(e, formats);
-      answers.set(endpoint, buildProbeAnswers(e, formats, config.probeSize, probeOffered));
-      return endpoint;
-    });
-    this.state = new IommuState(config, this, endpoints);
+    this.endpointList = config.endpoints.map(
+      (e) => new Endpoint(e, endpointFormats(config.nestedBackends, e.id, e.tableFormats)),
+    );
+    const answers = this.probeAnswers(config);
+    this.state = new IommuState(config, this, this.endpointList);
     this.handler = new RequestHandler(this.state, answers, config.probeSize);
     this.translator = new Translator(this.state, this.faults);
     this.writeConfigSpace();
   }
 
-  private offers(bit: number): boolean {
-    return (this.config.offered & (1n << BigInt(bit))) !== 0n;
+  /** PROBE answers of every endpoint for `config` (throws when they do not fit its probe_size). */
+  private probeAnswers(config: ResolvedOptions): Map<Endpoint, ProbeAnswers> {
+    const probeOffered = (config.offered & (1n << BigInt(IommuFeature.PROBE))) !== 0n;
+    const answers = new Map<Endpoint, ProbeAnswers>();
+    for (const endpoint of this.endpointList) {
+      answers.set(
+        endpoint,
+        buildProbeAnswers(endpoint.config, endpoint.formats, config.probeSize, probeOffered),
+      );
+    }
+    return answers;
+  }
+
+  /**
+   * Changes configuration fields from the VMM. Allowed while no driver runs (before DRIVER_OK or
+   * after a reset), because a driver reads them once at probe time. Nothing changes on error.
+   */
+  configure(
+    changes: Pick<
+      VirtioIommuDeviceOptions,
+      'pageSizeMask' | 'inputRange' | 'domainRange' | 'probeSize' | 'bypass'
+    >,
+  ): void {
+    if (this.activation !== null) {
+      throw new VmmError(
+        'EBUSY',
+        'the driver is running; change the configuration before DRIVER_OK or after a device reset (use setBypass for bypass)',
+      );
+    }
+    const next = resolveOptions({ ...this.input, ...this.current(), ...changes });
+    const answers = this.probeAnswers(next);
+    this.config = next;
+    this.state.setGeometry(next);
+    if (changes.bypass !== undefined) this.state.bypass = next.bypass;
+    this.handler.probeAnswers = answers;
+    this.handler.probeSize = next.probeSize;
+    this.writeConfigSpace();
+  }
+
+  /** The configuration fields as options. */
+  private current(): VirtioIommuDeviceOptions {
+    const c = this.config;
+    return {
+      ...this.input,
+      pageSizeMask: c.pageSizeMask,
+      inputRange: { start: c.inputStart, end: c.inputEnd },
+      domainRange: { start: c.domainStart, end: c.domainEnd },
+      probeSize: c.probeSize,
+    };
   }
 
   // --- configuration space (virtio 1.2 §5.13.4) ---

@@ -26,20 +26,26 @@ export class IommuState {
   /** The `bypass` config field. */
   bypass: boolean;
   // Granule masks for alignment checks, as signed 32-bit halves (lowest set bit of page_size_mask).
-  private readonly alignLo: number;
-  private readonly alignHi: number;
-  private readonly inStartLo: number;
-  private readonly inStartHi: number;
-  private readonly inEndLo: number;
-  private readonly inEndHi: number;
+  private alignLo = 0;
+  private alignHi = 0;
+  private inStartLo = 0;
+  private inStartHi = 0;
+  private inEndLo = 0;
+  private inEndHi = 0;
 
   constructor(
-    readonly options: ResolvedOptions,
+    public options: ResolvedOptions,
     readonly emitter: TypedEmitter<VirtioIommuEvents>,
     endpoints: readonly Endpoint[],
   ) {
     for (const e of endpoints) this.endpoints.set(e.id, e);
     this.bypass = options.bypass;
+    this.setGeometry(options);
+  }
+
+  /** Takes new configuration values (the VMM may change them while no driver runs). */
+  setGeometry(options: ResolvedOptions): void {
+    this.options = options;
     const granule = options.pageSizeMask & -options.pageSizeMask;
     const mask = granule - 1n;
     this.alignLo = lo32(mask) | 0;

@@ -71,7 +71,8 @@ describe('Linux strict-mode trace replay (QEMU 7.2 as reference)', () => {
     for (const line of lines) {
       if (line.op in REQUEST_OPS) {
         const request = hexBytes(line.req_hex!);
-        if (request[0] !== REQUEST_OPS[line.op]) mismatches.push(`seq ${line.seq}: type ${request[0]} for ${line.op}`);
+        if (request[0] !== REQUEST_OPS[line.op])
+          mismatches.push(`seq ${line.seq}: type ${request[0]} for ${line.op}`);
         const isProbe = line.op === 'probe';
         const writable = isProbe ? line.probe_resp_len! : 4;
         const { usedLength, written } = await harness.submit(request, writable);

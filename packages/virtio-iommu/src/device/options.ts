@@ -105,6 +105,14 @@ function positive(value: number | undefined, fallback: number, what: string, max
   return value;
 }
 
+function queueSize(value: number | undefined): number {
+  const size = positive(value, 256, 'queueSize', 32768);
+  // virtio 1.2 §2.7: split queue sizes are powers of two.
+  if ((size & (size - 1)) !== 0)
+    throw new VmmError('EINVAL', `queueSize must be a power of two, got ${size}`);
+  return size;
+}
+
 export function resolveOptions(options: VirtioIommuDeviceOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object' || !Array.isArray(options.endpoints)) {
     throw new VmmError('EINVAL', 'virtio-iommu options need an `endpoints` array (it may be empty)');
@@ -200,6 +208,6 @@ export function resolveOptions(options: VirtioIommuDeviceOptions): ResolvedOptio
     nestedBackends: options.nestedBackends ?? null,
     maxDomains: positive(options.maxDomains, 1 << 16, 'maxDomains', 0x1_0000_0000),
     maxMappingsPerDomain: positive(options.maxMappingsPerDomain, 1 << 20, 'maxMappingsPerDomain', 2 ** 31),
-    queueSize: positive(options.queueSize, 256, 'queueSize', 32768),
+    queueSize: queueSize(options.queueSize),
   };
 }

@@ -29,8 +29,8 @@ export class RequestHandler {
 
   constructor(
     private readonly state: IommuState,
-    private readonly probeAnswers: Map<Endpoint, ProbeAnswers>,
-    private readonly probeSize: number,
+    public probeAnswers: Map<Endpoint, ProbeAnswers>,
+    public probeSize: number,
   ) {}
 
   /** Handles one chain; returns the used length (0: returned unwritten). Never throws. */

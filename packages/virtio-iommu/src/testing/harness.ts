@@ -102,6 +102,8 @@ export interface VirtioIommuHarness {
   }): HarnessTranslation;
   /** Collects fault reports from the event queue (and re-posts the buffers). */
   events(): FaultReport[];
+  /** Resets the device and initialises it again like the Linux driver (new queues in `guest`). */
+  restart(): void;
 }
 
 /** Base of the harness's virtio-mmio window (a typical Arm virt address). */
@@ -158,23 +160,35 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
   const mmio = createMmioBus();
   mmio.map(HARNESS_MMIO_BASE, transport);
   const virtio = new VirtioMmioDriver(mmio, HARNESS_MMIO_BASE, memory, allocator);
-  const { features, queues } = virtio.initialize({
-    wanted: linuxDriverFeatures(),
-    queueSizes: [queueSize, queueSize],
-  });
-  const requestQueue = queues[RequestQueue]!;
-  const eventQueue = queues[EventQueue]!;
   const arena = new RequestArena(memory, allocator, queueSize);
-
-  // Linux posts one 24-byte buffer per event-queue entry right after DRIVER_OK.
   const eventCount = Math.min(options.eventBuffers ?? queueSize, queueSize);
   const eventBase = eventCount > 0 ? allocator.alloc(eventCount * FAULT_REPORT_SIZE) : 0;
   const eventSegments: Segment[][] = [];
   for (let i = 0; i < eventCount; i++) {
     eventSegments.push([{ addr: eventBase + i * FAULT_REPORT_SIZE, len: FAULT_REPORT_SIZE }]);
-    eventQueue.add([], eventSegments[i]!, i);
   }
-  if (eventCount > 0 && eventQueue.kickNeeded()) virtio.notify(EventQueue);
+  let requestQueue!: DriverQueue;
+  let eventQueue!: DriverQueue;
+  const guest = {
+    mmio,
+    base: HARNESS_MMIO_BASE,
+    memory,
+    allocator,
+    scratch,
+    virtio,
+  } as Partial<HarnessGuest> as HarnessGuest;
+
+  /** The Linux driver's probe: negotiate, set up both queues, post the event buffers. */
+  const start = (): void => {
+    const init = virtio.initialize({ wanted: linuxDriverFeatures(), queueSizes: [queueSize, queueSize] });
+    requestQueue = init.queues[RequestQueue]!;
+    eventQueue = init.queues[EventQueue]!;
+    Object.assign(guest, { requestQueue, eventQueue, features: init.features });
+    // Linux posts one 24-byte buffer per event-queue entry right after DRIVER_OK.
+    for (let i = 0; i < eventCount; i++) eventQueue.add([], eventSegments[i]!, i);
+    if (eventCount > 0 && eventQueue.kickNeeded()) virtio.notify(EventQueue);
+  };
+  start();
 
   const kick = () => {
     if (requestQueue.kickNeeded()) virtio.notify(RequestQueue);
@@ -237,17 +251,8 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
     device,
     memory,
     transport,
-    guest: {
-      mmio,
-      base: HARNESS_MMIO_BASE,
-      memory,
-      allocator,
-      scratch,
-      virtio,
-      requestQueue,
-      eventQueue,
-      features,
-    },
+    guest,
+    restart: start,
     get interrupts() {
       return interrupts;
     },
