@@ -20,6 +20,7 @@ export type { AttachPageTableOptions } from './nested-pgtable.js';
 export { attachPageTable, NestedPageTableDomain } from './nested-pgtable.js';
 export type {
   EndpointProbe,
+  ProbeGeometry,
   ProbeGeometryDefaults,
   ReservedRegion,
   SkippedProperty,

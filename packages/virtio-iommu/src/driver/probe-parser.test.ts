@@ -117,6 +117,38 @@ describe('PROBE properties', () => {
     expect(probe.skipped).toEqual([{ type: 'page-table-fmt', reason: expect.stringContaining('duplicate') }]);
   });
 
+  it('gives each format the geometry of its group, inheriting what a group leaves out', () => {
+    const probe = parseProbeProperties(
+      encodeProperties(
+        [
+          { type: 'page-size-mask', mask: 0x4020_1000n },
+          { type: 'input-range', start: 0n, end: (1n << 48n) - 1n },
+          { type: 'output-size', bits: 48 },
+          { type: 'pasid-size', bits: 20 },
+          { type: 'pasid-table-fmt', format: 2, asidBits: 16, flags: 0 },
+          { type: 'page-size-mask', mask: 0x1_0000n },
+          { type: 'output-size', bits: 40 },
+          { type: 'page-table-fmt', format: 1, asidBits: 8, flags: 0 },
+        ],
+        256,
+      ),
+    );
+    expect(
+      describeTableFormats(probe, defaults).map((f) => [
+        f.format,
+        f.pageSizeMask,
+        f.outputBits,
+        f.inputBits,
+        f.pasidBits,
+      ]),
+    ).toEqual([
+      [2, 0x4020_1000n, 48, 48, 20],
+      [1, 0x1_0000n, 40, 48, 0],
+    ]);
+    // The endpoint-wide view keeps the first value reported.
+    expect([probe.pageSizeMask, probe.outputBits]).toEqual([0x4020_1000n, 48]);
+  });
+
   it('falls back to the device geometry, and offers nothing without OUTPUT_SIZE', () => {
     const withOutput = parseProbeProperties(
       encodeProperties(

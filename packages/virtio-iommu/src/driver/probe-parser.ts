@@ -18,12 +18,26 @@ export interface ReservedRegion {
   rawSubtype: number;
 }
 
+/** Nested geometry properties (types 2-5); a field is `undefined` when not reported. */
+export interface ProbeGeometry {
+  pageSizeMask?: bigint;
+  inputRange?: { start: bigint; end: bigint };
+  outputBits?: number;
+  pasidBits?: number;
+}
+
 /** One PAGE_TABLE_FMT (type 6) or PASID_TABLE_FMT (type 7) property as reported. */
 export interface TableFormatOffer {
   kind: 'page-table' | 'pasid-table';
   format: number;
   asidBits: number;
   flags: number;
+  /**
+   * The geometry in force when the format property came: the properties of its group (the
+   * device reports PAGE_SIZE_MASK … PASID_SIZE before each format property) over any reported
+   * earlier for the endpoint.
+   */
+  geometry: ProbeGeometry;
 }
 
 /** Why a property was not used; kept for diagnostics. */
@@ -33,14 +47,9 @@ export interface SkippedProperty {
 }
 
 /** Everything PROBE said about one endpoint. */
-export interface EndpointProbe {
+export interface EndpointProbe extends ProbeGeometry {
   /** Sorted by start address. */
   reservedRegions: ReservedRegion[];
-  /** Nested geometry properties; `undefined` when the device did not report them. */
-  pageSizeMask?: bigint;
-  inputRange?: { start: bigint; end: bigint };
-  outputBits?: number;
-  pasidBits?: number;
   /** Each table format property, in the order reported (first of each format/kind kept). */
   tableFormats: TableFormatOffer[];
   skipped: SkippedProperty[];
@@ -62,16 +71,20 @@ export const MAX_PASID_BITS = 20;
  */
 export function parseProbeProperties(bytes: Uint8Array): EndpointProbe {
   const result: EndpointProbe = { reservedRegions: [], tableFormats: [], skipped: [] };
+  const current: ProbeGeometry = {};
   for (const property of parseProperties(bytes)) {
-    const problem = interpretProperty(property, result);
+    const problem = interpretProperty(property, result, current);
     if (problem !== null) result.skipped.push({ type: property.type, reason: problem });
   }
   result.reservedRegions.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
   return result;
 }
 
-/** Stores one property; returns why it was not used, or null. */
-function interpretProperty(p: ProbeProperty, out: EndpointProbe): string | null {
+/**
+ * Stores one property; returns why it was not used, or null. Geometry goes into `current`
+ * (latest wins, for the format property that follows) and, the first time, into the endpoint.
+ */
+function interpretProperty(p: ProbeProperty, out: EndpointProbe, current: ProbeGeometry): string | null {
   switch (p.type) {
     case 'resv-mem': {
       // Linux viommu_add_resv_mem: reject start > end and a size end - start + 1 that wraps to 0.
@@ -84,25 +97,25 @@ function interpretProperty(p: ProbeProperty, out: EndpointProbe): string | null 
       return null;
     }
     case 'page-size-mask':
-      if (out.pageSizeMask !== undefined) return 'duplicate PAGE_SIZE_MASK (first kept)';
       // virtio 1.2 §5.13.4: a page size mask has at least one bit set.
       if (p.mask === 0n) return 'page size mask is zero';
-      out.pageSizeMask = p.mask;
+      current.pageSizeMask = p.mask;
+      out.pageSizeMask ??= p.mask;
       return null;
     case 'input-range':
-      if (out.inputRange !== undefined) return 'duplicate INPUT_RANGE (first kept)';
       if (p.start > p.end) return `input range start ${hex(p.start)} above end ${hex(p.end)}`;
-      out.inputRange = { start: p.start, end: p.end };
+      current.inputRange = { start: p.start, end: p.end };
+      out.inputRange ??= current.inputRange;
       return null;
     case 'output-size':
-      if (out.outputBits !== undefined) return 'duplicate OUTPUT_SIZE (first kept)';
       if (p.bits === 0 || p.bits > 64) return `output size of ${p.bits} bits`;
-      out.outputBits = p.bits;
+      current.outputBits = p.bits;
+      out.outputBits ??= p.bits;
       return null;
     case 'pasid-size':
-      if (out.pasidBits !== undefined) return 'duplicate PASID_SIZE (first kept)';
       if (p.bits > MAX_PASID_BITS) return `PASID size of ${p.bits} bits exceeds ${MAX_PASID_BITS}`;
-      out.pasidBits = p.bits;
+      current.pasidBits = p.bits;
+      out.pasidBits ??= p.bits;
       return null;
     case 'page-table-fmt':
     case 'pasid-table-fmt': {
@@ -112,7 +125,13 @@ function interpretProperty(p: ProbeProperty, out: EndpointProbe): string | null 
       if (out.tableFormats.some((f) => f.kind === kind && f.format === p.format)) {
         return `duplicate ${kind} format ${p.format} (first kept)`;
       }
-      out.tableFormats.push({ kind, format: p.format, asidBits: p.asidBits, flags: p.flags });
+      out.tableFormats.push({
+        kind,
+        format: p.format,
+        asidBits: p.asidBits,
+        flags: p.flags,
+        geometry: { ...current },
+      });
       return null;
     }
     case 'unknown':
@@ -127,9 +146,9 @@ export function bitsToCover(end: bigint): number {
 }
 
 /**
- * A typed description of each table format the endpoint offered, with its geometry: page sizes
- * from PAGE_SIZE_MASK (else the device's), input bits from INPUT_RANGE (else the device's),
- * output bits from OUTPUT_SIZE, PASID bits from PASID_SIZE. A format without OUTPUT_SIZE is left
+ * A typed description of each table format the endpoint offered, with the geometry of its group:
+ * page sizes from PAGE_SIZE_MASK (else the device's), input bits from INPUT_RANGE (else the
+ * device's), output bits from OUTPUT_SIZE, PASID bits from PASID_SIZE. A format without OUTPUT_SIZE is left
  * out, as the drafts' driver refuses to attach it (virtio-iommu-wire §4.3), and so is a PASID
  * table without PASID_SIZE.
  */
@@ -137,21 +156,20 @@ export function describeTableFormats(
   probe: EndpointProbe,
   defaults: ProbeGeometryDefaults,
 ): NestedFormatDescription[] {
-  const pageSizeMask = probe.pageSizeMask ?? defaults.pageSizeMask;
-  const inputEnd = (probe.inputRange ?? defaults.inputRange).end;
   const out: NestedFormatDescription[] = [];
-  if (probe.outputBits === undefined) return out;
   for (const offer of probe.tableFormats) {
-    if (offer.kind === 'pasid-table' && probe.pasidBits === undefined) continue;
+    const g = offer.geometry;
+    if (g.outputBits === undefined) continue;
+    if (offer.kind === 'pasid-table' && g.pasidBits === undefined) continue;
     out.push({
       format: offer.format,
       kind: offer.kind,
       asidBits: offer.asidBits,
       flags: offer.flags,
-      outputBits: probe.outputBits,
-      pasidBits: offer.kind === 'pasid-table' ? probe.pasidBits! : 0,
-      pageSizeMask,
-      inputBits: bitsToCover(inputEnd),
+      outputBits: g.outputBits,
+      pasidBits: offer.kind === 'pasid-table' ? g.pasidBits! : 0,
+      pageSizeMask: g.pageSizeMask ?? defaults.pageSizeMask,
+      inputBits: bitsToCover((g.inputRange ?? defaults.inputRange).end),
     });
   }
   return out;
