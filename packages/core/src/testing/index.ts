@@ -6,3 +6,4 @@ export type { MockBuffer, RawDescriptor, UsedElement } from './mock-queue.js';
 export { MockSplitQueue } from './mock-queue.js';
 export type { TestVirtioDeviceOptions } from './test-device.js';
 export { TestVirtioDevice } from './test-device.js';
+export { startTypeScriptWorker } from './ts-worker.js';
