@@ -105,6 +105,34 @@ describe('feature negotiation and configuration', () => {
   });
 });
 
+describe('lifecycle', () => {
+  it('reports DEVICE_NEEDS_RESET from the configuration change interrupt', () => {
+    const { driver, device } = setup();
+    let resets = 0;
+    driver.on('needsReset', () => resets++);
+    device.needsReset('test');
+    driver.handleInterrupt();
+    expect(resets).toBe(1);
+  });
+
+  it('close() resets the device and gives back every page the driver took', () => {
+    const s = createScriptedIommu();
+    const free = s.allocator.freeBytes;
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+    });
+    driver.probeEndpoint(1);
+    expect(s.allocator.freeBytes).toBeLessThan(free);
+    driver.close();
+    expect(s.allocator.freeBytes).toBe(free);
+    expect(s.transport.status).toBe(0);
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+  });
+});
+
 describe('batching', () => {
   it('sends N requests with one notification and collects every status', () => {
     const { driver, device } = setup({}, { requestQueueSize: 64 });

@@ -3,6 +3,7 @@
  * code, synchronously, touching the device only through MMIO and guest memory.
  */
 import {
+  DeviceStatus,
   featureBit,
   type GuestMemory,
   hex,
@@ -50,6 +51,8 @@ export interface VirtioIommuDriverEvents {
   fault: (fault: IommuFault) => void;
   /** An event buffer came back that is not a valid report (wrong length, reserved bytes set). */
   ignoredEvent: (reason: IgnoredEventReason, usedLength: number) => void;
+  /** The device set DEVICE_NEEDS_RESET (virtio 1.2 §2.1.2): requests will fail until `close()` and a new driver. */
+  needsReset: () => void;
 }
 
 export interface VirtioIommuDriverOptions extends CompletionWait {
@@ -126,6 +129,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   private readonly endpointDomain = new Map<number, number>();
   private readonly endpoints = new Map<number, EndpointInfo>();
   private eventsPending = false;
+  private closed = false;
   private readonly sink = {
     fault: (fault: IommuFault) => this.emit('fault', fault),
     ignored: (reason: IgnoredEventReason, len: number) => this.emit('ignoredEvent', reason, len),
@@ -390,6 +394,27 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     this.transport.ackInterrupt(status);
     // virtio 1.2 §4.2.2: the used-buffer bit means "check every active queue".
     if ((status & VirtioMmioInterrupt.USED_BUFFER) !== 0) this.eventsPending = true;
+    // virtio 1.2 §2.1.2: DEVICE_NEEDS_RESET comes with a configuration change notification.
+    if (
+      (status & VirtioMmioInterrupt.CONFIG_CHANGE) !== 0 &&
+      (this.transport.status() & DeviceStatus.DEVICE_NEEDS_RESET) !== 0
+    ) {
+      this.emit('needsReset');
+    }
+  }
+
+  /**
+   * Resets the device (every endpoint detached, every domain gone, virtio 1.2 §5.13.6) and frees
+   * the rings, request slots and event buffers. The driver cannot be used afterwards.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.transport.reset();
+    this.ring.release();
+    this.faults.release();
+    this.domains.clear();
+    this.endpointDomain.clear();
   }
 
   /** Records an attach that succeeded: the implicit move out of another domain included. */

@@ -60,7 +60,7 @@ export class FaultQueue {
 
   constructor(
     private readonly memory: GuestMemory,
-    allocator: PageAllocator,
+    private readonly allocator: PageAllocator,
     private readonly queue: DriverQueueApi,
     private readonly kick: () => void,
     /** With the nested extension negotiated, reasons 3-7 and the PASID field are meaningful. */
@@ -73,6 +73,11 @@ export class FaultQueue {
       this.segments.push([{ addr: this.base + i * FAULT_REPORT_SIZE, len: FAULT_REPORT_SIZE }]);
     }
     this.report = new Uint8Array(FAULT_REPORT_SIZE);
+  }
+
+  /** Frees the event buffers once the device is reset. */
+  release(): void {
+    this.allocator.free(this.base);
   }
 
   /** Posts every buffer and notifies the device (after DRIVER_OK, virtio 1.2 §3.1.1). */

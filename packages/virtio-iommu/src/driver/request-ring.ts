@@ -79,6 +79,13 @@ export class RequestRing {
     this.maxWaits = waiter.maxWaits ?? DEFAULT_MAX_WAITS;
   }
 
+  /** Frees the slot area once the device is reset; the ring refuses requests afterwards. */
+  release(): void {
+    if (this.brokenReason === 'released') return;
+    this.brokenReason = 'released';
+    this.allocator.free(this.slotBase);
+  }
+
   /** Set once the device failed to answer; the queue then holds buffers it may still write. */
   get broken(): string | null {
     return this.brokenReason;

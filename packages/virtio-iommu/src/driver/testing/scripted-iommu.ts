@@ -127,6 +127,11 @@ export class ScriptedIommu implements VirtioDevice<DeviceQueue> {
     if (queue.needsInterrupt()) this.activation!.notifyUsed(0);
   }
 
+  /** Enters DEVICE_NEEDS_RESET, as a device that found the driver's queues broken. */
+  needsReset(reason: string): void {
+    this.activation?.needsReset(reason);
+  }
+
   /** Fills the next posted event buffer with `bytes` and returns it with `usedLength`; false when none is posted. */
   sendEvent(bytes: Uint8Array, usedLength = bytes.length): boolean {
     const queue = this.activation?.queues[1];
