@@ -48,6 +48,7 @@ const runtime = createGuestRuntime({
     count: interrupts.count,
     take: (line) => interrupts.take(line),
     wait: async (line, timeoutMs) => interrupts.waitBlocking(line, timeoutMs),
+    waitBlocking: (line, timeoutMs) => interrupts.waitBlocking(line, timeoutMs),
   },
   syncMemory,
   log: (message) => post({ type: 'log', cpu: boot.cpu, message: String(message) }),

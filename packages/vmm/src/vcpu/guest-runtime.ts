@@ -86,6 +86,12 @@ export interface GuestRuntime {
   waitForInterrupt(line: number, timeoutMs?: number): Promise<boolean>;
   /** Takes a pending interrupt without waiting. */
   takeInterrupt(line: number): boolean;
+  /**
+   * A synchronous wait for drivers that poll a used ring after a posted notification (the
+   * virtio-iommu driver's `wait`): blocks on `line` in a worker vCPU; `undefined` inline,
+   * where a device completes during the notification itself.
+   */
+  completionWait(line: number, timeoutMs?: number): (() => void) | undefined;
   /** Probes every `virtio,mmio` window over MMIO; keeps those with a device behind them. */
   findVirtioDevices(deviceId?: number): VirtioMmioProbe[];
   /** Devices by `compatible` string. */
@@ -108,6 +114,8 @@ export interface RuntimeParts {
     count: number;
     take(line: number): boolean;
     wait(line: number, timeoutMs: number): Promise<boolean>;
+    /** Blocking wait; only where the vCPU owns its thread. */
+    waitBlocking?(line: number, timeoutMs: number): boolean;
   };
   syncMemory(): void;
   log(message: string): void;
@@ -141,6 +149,15 @@ export function createGuestRuntime(parts: RuntimeParts): GuestRuntime {
     takeInterrupt(line) {
       checkLine(line);
       return parts.interrupts.take(line);
+    },
+    completionWait(line, timeoutMs = 1000) {
+      checkLine(line);
+      const blocking = parts.interrupts.waitBlocking;
+      if (blocking === undefined) return undefined;
+      return () => {
+        blocking(line, timeoutMs);
+        parts.syncMemory();
+      };
     },
     findVirtioDevices(deviceId) {
       const found: VirtioMmioProbe[] = [];

@@ -1,0 +1,119 @@
+import {
+  type DmaAccess,
+  NestedBackendRegistry,
+  type NestedTable,
+  type NestedTableBackend,
+  TOKENS,
+  type TranslationStep,
+} from '@vmmkit/core';
+import {
+  createPageTranslation,
+  createVirtioIommuDevice,
+  type VirtioIommuDevice,
+  type VirtioIommuDeviceOptions,
+} from '@vmmkit/virtio-iommu';
+import type { DeviceSpec } from '../devices.js';
+import { DMA_PAGE_SIZE, type DmaTranslator } from '../dma/translator.js';
+import { virtioMmioDevice } from './virtio-mmio-device.js';
+
+const PAGES_PER_4G = 2 ** 20;
+
+/** The virtio-iommu's page translate as DMA devices see it; faults go to its event queue. */
+export function virtioIommuTranslator(device: VirtioIommuDevice): DmaTranslator {
+  const out = createPageTranslation();
+  return {
+    name: 'virtio-iommu',
+    translatePage(endpoint, pasid, iovaPage, access, page) {
+      const lo = (iovaPage % PAGES_PER_4G) * DMA_PAGE_SIZE;
+      const hi = Math.floor(iovaPage / PAGES_PER_4G);
+      if (!device.translatePageHalves(endpoint, pasid, lo, hi, access, out)) {
+        page.fault = out.reason;
+        return false;
+      }
+      // pa is -1 when the output address is 2^53 or above: no guest RAM is there.
+      page.pa = out.pa < 0 ? Number.MAX_SAFE_INTEGER : out.pa;
+      return true;
+    },
+  };
+}
+
+export type VirtioIommuSpecOptions = Omit<VirtioIommuDeviceOptions, 'nestedBackends'> & {
+  /** Place the window here instead of the next free slot. */
+  gpa?: number;
+};
+
+/**
+ * The virtio-iommu behind a virtio-mmio transport, with the table formats every plugin
+ * registered (`TOKENS.NestedBackendRegistry`); it becomes the machine's IOMMU, so DMA engines
+ * translate through it.
+ */
+export interface VirtioIommuSpec extends DeviceSpec {
+  /** The placed device (throws before the machine placed it). */
+  device(): VirtioIommuDevice;
+  /**
+   * Every step of translating `iova` for `endpoint`/`pasid` through the guest table the endpoint
+   * is attached to, or `null` when it holds no nested table. Reads guest memory; no cache is touched.
+   */
+  explain(endpoint: number, pasid: number, iova: number, access: DmaAccess): TranslationStep[] | null;
+}
+
+/**
+ * Records which nested table each endpoint was given, so the VMM can explain translations
+ * (the device itself only exposes translate).
+ */
+function recordingBackends(backends: readonly NestedTableBackend[], tables: Map<number, NestedTable>) {
+  return backends.map(
+    (backend): NestedTableBackend => ({
+      vendor: backend.vendor,
+      describe: (endpoint) => backend.describe(endpoint),
+      attach(request) {
+        const result = backend.attach(request);
+        if (!result.ok) return result;
+        const table = result.table;
+        tables.set(request.endpoint, table);
+        const wrapped: NestedTable = {
+          translate: (pasid, iova, access, out) => table.translate(pasid, iova, access, out),
+          explain: (pasid, iova, access) => table.explain(pasid, iova, access),
+          invalidate: (invalidation) => table.invalidate(invalidation),
+          sameTable: (payload) => table.sameTable(payload),
+          release() {
+            for (const [endpoint, t] of tables) if (t === table) tables.delete(endpoint);
+            table.release();
+          },
+        };
+        return { ok: true, table: wrapped };
+      },
+    }),
+  );
+}
+
+export function virtioIommu(options: VirtioIommuSpecOptions): VirtioIommuSpec {
+  let device: VirtioIommuDevice | null = null;
+  const tables = new Map<number, NestedTable>();
+  const name = options.name ?? 'virtio-iommu';
+  const spec = virtioMmioDevice(
+    {
+      name,
+      ...(options.gpa === undefined ? {} : { gpa: options.gpa }),
+      extend: () => ({ translator: virtioIommuTranslator(device!) }),
+    },
+    (ctx) => {
+      const registered = ctx.container.getAll<NestedTableBackend>(TOKENS.NestedTableBackend, {
+        optional: true,
+      });
+      const backends = new NestedBackendRegistry(recordingBackends(registered, tables));
+      device = createVirtioIommuDevice({ ...options, name, nestedBackends: backends });
+      return device;
+    },
+  );
+  return {
+    ...spec,
+    device() {
+      if (device === null) throw new Error(`virtio-iommu '${name}' has not been placed on a machine yet`);
+      return device;
+    },
+    explain(endpoint, pasid, iova, access) {
+      return tables.get(endpoint)?.explain(pasid, iova, access) ?? null;
+    },
+  };
+}
