@@ -136,7 +136,7 @@ describe('DeviceQueue.pop', () => {
     expectError(queue.pop(), 'loop');
   });
 
-  it('refuses a readable buffer after a writable one (virtio 1.2 §2.7.4.2)', () => {
+  it('refuses a readable buffer after a writable one (virtio 1.2 §2.7.5.2)', () => {
     const { mock, queue } = setup();
     mock.addChain([
       { addr: BUF, len: 4, write: true },

@@ -140,10 +140,9 @@ export class DeviceQueue implements DeviceQueueApi {
         this.markBroken(`the RAM bank at ${hex(bank.gpa)} holding the ring was removed`);
       }
     };
+    // Both ring indexes start at 0 when a queue is set up (virtio 1.2 §2.7.13, §2.7.8); the
+    // driver zeroed the ring, and whatever else it left there is not trusted.
     memory.on('bankRemoved', this.onBankRemoved);
-    // The device starts from whatever the driver left in the used index (0 after its reset).
-    this.nextUsed = used.loadU16(USED_IDX);
-    this.signalledUsed = this.nextUsed;
   }
 
   get broken(): boolean {
@@ -201,8 +200,8 @@ export class DeviceQueue implements DeviceQueueApi {
     }
     const pending = (availIdx - this.lastAvail) & 0xffff;
     if (pending > this.size) {
-      // virtio 1.2 §2.7.13.3: the driver only ever adds as many entries as the ring holds, so an
-      // index further ahead is a broken driver; rust-vmm calls it InvalidAvailRingIndex.
+      // virtio 1.2 §2.7.6: the ring has `size` entries, so no more than that can be outstanding;
+      // an index further ahead is a broken driver (rust-vmm's InvalidAvailRingIndex).
       this.markBroken(
         `available index ${availIdx} is ${pending} entries ahead of ${this.lastAvail}, more than the queue size ${this.size}`,
       );
@@ -306,7 +305,7 @@ export class DeviceQueue implements DeviceQueueApi {
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       if (writable) seenWritable = true;
       else if (seenWritable) {
-        // virtio 1.2 §2.7.4.2: device-writable descriptors come after all device-readable ones.
+        // virtio 1.2 §2.7.5.2: device-writable descriptors come after all device-readable ones.
         return this.fail('readable-after-writable', `readable descriptor ${index} follows a writable one`);
       }
       total += len;
