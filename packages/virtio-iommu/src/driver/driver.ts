@@ -34,8 +34,10 @@ import {
   type IommuFeatures,
   readIommuConfig,
 } from './config.js';
+import { type DomainKind, DomainRegistry } from './domain-registry.js';
 import { FaultQueue, type IgnoredEventReason, type IommuFault } from './fault-events.js';
-import { IdAllocator } from './id-allocator.js';
+
+import { identityRanges } from './identity-map.js';
 import { type AttachPasidTableOptions, attachPasidTable, type NestedPasidDomain } from './nested-pasid.js';
 import {
   type AttachPageTableOptions,
@@ -45,6 +47,8 @@ import {
 import { describeTableFormats, type EndpointProbe, parseProbeProperties } from './probe-parser.js';
 import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
 import { type CompletionWait, RequestRing } from './request-ring.js';
+
+export type { DomainKind };
 
 export interface VirtioIommuDriverEvents {
   /** A fault report from the event queue. */
@@ -82,29 +86,12 @@ export interface ServiceSource {
   get<T>(token: symbol): T;
 }
 
-/**
- * What the driver knows of a domain. `paging` domains use MAP/UNMAP; `identity` domains map
- * guest RAM 1:1 (or use ATTACH_F_BYPASS when BYPASS_CONFIG was negotiated); `bypass` domains
- * always use ATTACH_F_BYPASS; `nested` domains hold a guest table (see `nested.ts`).
- */
-export type DomainKind = 'paging' | 'identity' | 'bypass' | 'nested';
-
-interface DomainRecord {
-  kind: DomainKind;
-  endpoints: Set<number>;
-  /** Identity domain emulated with MAPs: whether the device currently holds them. */
-  identityMapped: boolean;
-}
-
 /** What PROBE said about an endpoint, with a typed description of each table format offered. */
 export interface EndpointInfo {
   id: number;
   probe: EndpointProbe;
   formats: NestedFormatDescription[];
 }
-
-const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
-const minBig = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 
 /** MAP flags from read/write/mmio permissions. */
 export function mapFlags(prot: { read?: boolean; write?: boolean; mmio?: boolean }): number {
@@ -124,9 +111,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   private readonly ring: RequestRing;
   private readonly faults: FaultQueue;
   private readonly limits: BatchLimits;
-  private readonly domainIds: IdAllocator;
-  private readonly domains = new Map<number, DomainRecord>();
-  private readonly endpointDomain = new Map<number, number>();
+  private readonly domains: DomainRegistry;
   private readonly endpoints = new Map<number, EndpointInfo>();
   private eventsPending = false;
   private closed = false;
@@ -171,7 +156,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       inputEnd: this.config.inputRange.end,
       mmio: this.features.mmio,
     };
-    this.domainIds = new IdAllocator(this.config.domainRange.start, this.config.domainRange.end, 'domain ID');
+    this.domains = new DomainRegistry(this.config.domainRange.start, this.config.domainRange.end);
     const wait: CompletionWait = { wait: options.wait, maxWaits: options.maxWaits };
     // Linux gives the request queue no callback: it polls. Only a waiting (worker) driver needs
     // used-buffer interrupts from it to wake up.
@@ -278,33 +263,23 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
         { granule: this.config.granule, guestPageSize: this.guestPageSize },
       );
     }
-    const id = this.domainIds.alloc();
-    this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false });
-    return id;
+    return this.domains.create(kind);
   }
 
   /** Releases a domain ID; the domain must have no endpoint left. */
   destroyDomain(domain: number): void {
-    const record = this.domainRecord(domain);
-    if (record.endpoints.size > 0) {
-      throw new VmmError(
-        'EBUSY',
-        `domain ${domain} still has endpoints ${[...record.endpoints].join(', ')}; detach them first`,
-      );
-    }
-    this.domains.delete(domain);
-    this.domainIds.free(domain);
+    this.domains.destroy(domain);
   }
 
   /** Kind and endpoints of a domain. */
   domainInfo(domain: number): { kind: DomainKind; endpoints: number[] } {
-    const record = this.domainRecord(domain);
+    const record = this.domains.record(domain);
     return { kind: record.kind, endpoints: [...record.endpoints].sort((a, b) => a - b) };
   }
 
   /** The domain an endpoint is attached to, if any. */
   domainOf(endpoint: number): number | undefined {
-    return this.endpointDomain.get(endpoint);
+    return this.domains.domainOf(endpoint);
   }
 
   /**
@@ -313,7 +288,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
    * get guest RAM mapped 1:1, minus the endpoint's reserved regions.
    */
   attach(endpoint: number, domain: number): void {
-    const record = this.domainRecord(domain);
+    const record = this.domains.record(domain);
     if (record.kind === 'nested') {
       throw new VmmError(
         'EINVAL',
@@ -325,19 +300,27 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       record.kind === 'bypass' || (record.kind === 'identity' && this.features.bypassConfig);
     const batch = this.batch(1).attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
     batch.submit().throwIfFailed();
-    this.noteAttached(endpoint, domain);
+    this.domains.attached(endpoint, domain);
     if (record.kind === 'identity' && !useBypassFlag && !record.identityMapped) {
-      this.mapIdentity(domain, info);
+      const ranges = identityRanges(
+        this.memory,
+        info.probe.reservedRegions,
+        this.config.granule,
+        this.config.inputRange,
+      );
+      const maps = this.batch(ranges.length);
+      for (const [lo, hi] of ranges) maps.map(domain, lo, lo, hi - lo, MapFlag.READ | MapFlag.WRITE);
+      maps.submit().throwIfFailed();
       record.identityMapped = true;
     }
   }
 
   /** Detaches an endpoint from its domain; a domain that loses its last endpoint loses its mappings. */
   detach(endpoint: number): void {
-    const domain = this.endpointDomain.get(endpoint);
+    const domain = this.domains.domainOf(endpoint);
     if (domain === undefined) throw new VmmError('ENOENT', `endpoint ${endpoint} is not attached`);
     this.batch(1).detach(domain, endpoint).submit().throwIfFailed();
-    this.noteDetached(endpoint);
+    this.domains.detached(endpoint);
   }
 
   /** MAP one range; throws the typed error of a refused request. */
@@ -414,72 +397,20 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     this.ring.release();
     this.faults.release();
     this.domains.clear();
-    this.endpointDomain.clear();
   }
 
-  /** Records an attach that succeeded: the implicit move out of another domain included. */
+  /** Records an attach that succeeded (for the nested domains): the implicit move included. */
   noteAttached(endpoint: number, domain: number): void {
-    const previous = this.endpointDomain.get(endpoint);
-    if (previous !== undefined && previous !== domain) this.noteDetached(endpoint);
-    this.endpointDomain.set(endpoint, domain);
-    this.domains.get(domain)?.endpoints.add(endpoint);
+    this.domains.attached(endpoint, domain);
   }
 
-  /** Records a detach: a domain without endpoints no longer exists on the device. */
+  /** Records a detach that succeeded (for the nested domains). */
   noteDetached(endpoint: number): void {
-    const domain = this.endpointDomain.get(endpoint);
-    if (domain === undefined) return;
-    this.endpointDomain.delete(endpoint);
-    const record = this.domains.get(domain);
-    if (record === undefined) return;
-    record.endpoints.delete(endpoint);
-    // virtio 1.2 §5.13.6.4: a domain dies with its last endpoint, mappings included.
-    if (record.endpoints.size === 0) record.identityMapped = false;
+    this.domains.detached(endpoint);
   }
 
   /** Registers a domain created by an extension (the nested code) under a fresh ID. */
   allocateDomain(kind: DomainKind): number {
-    const id = this.domainIds.alloc();
-    this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false });
-    return id;
-  }
-
-  private domainRecord(domain: number): DomainRecord {
-    const record = this.domains.get(domain);
-    if (record === undefined) {
-      throw new VmmError('ENOENT', `domain ${domain} was not created by this driver (use createDomain())`);
-    }
-    return record;
-  }
-
-  /**
-   * Maps every RAM bank 1:1 except the endpoint's reserved regions (Linux's identity emulation
-   * without bypass), aligned inward to the granule and clipped to the input range.
-   */
-  private mapIdentity(domain: number, info: EndpointInfo): void {
-    const g = this.config.granule;
-    const { start: inStart, end: inEnd } = this.config.inputRange;
-    const batch = this.batch();
-    const holes = info.probe.reservedRegions;
-    this.memory.forEachBank('ram', (bank) => {
-      let pieces: [bigint, bigint][] = [[BigInt(bank.gpa), BigInt(bank.end) - 1n]];
-      for (const hole of holes) {
-        const next: [bigint, bigint][] = [];
-        for (const [s, e] of pieces) {
-          if (hole.end < s || hole.start > e) next.push([s, e]);
-          else {
-            if (hole.start > s) next.push([s, hole.start - 1n]);
-            if (hole.end < e) next.push([hole.end + 1n, e]);
-          }
-        }
-        pieces = next;
-      }
-      for (const [s, e] of pieces) {
-        const lo = ((maxBig(s, inStart) + g - 1n) / g) * g;
-        const hi = ((minBig(e, inEnd) + 1n) / g) * g;
-        if (hi > lo) batch.map(domain, lo, lo, hi - lo, MapFlag.READ | MapFlag.WRITE);
-      }
-    });
-    batch.submit().throwIfFailed();
+    return this.domains.create(kind);
   }
 }

@@ -3,8 +3,8 @@ export type { BatchLimits, InvalidateArgs } from './batch.js';
 export { BatchResult, IommuBatch } from './batch.js';
 export type { IommuConfig, IommuFeatures } from './config.js';
 export { DRIVER_FEATURES, MAX_PROBE_SIZE } from './config.js';
+export type { DomainKind } from './domain-registry.js';
 export type {
-  DomainKind,
   EndpointInfo,
   ServiceSource,
   VirtioIommuDriverEvents,
