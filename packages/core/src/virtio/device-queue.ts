@@ -319,7 +319,10 @@ export class DeviceQueue implements DeviceQueueApi {
         const addr = addrHigh * 0x100000000 + addrLow;
         // Buffers must be guest RAM the device may access in that direction (never device or
         // reserved banks, never read-only memory for a writable buffer).
-        if (!memory.isAccessible(addr, len, writable ? 'write' : 'read')) {
+        const access = writable ? 'write' : 'read';
+        // One RAM bank holding the whole buffer is the common case; the full check also accepts
+        // a buffer that spans adjacent RAM banks.
+        if (memory.ramBank(addr, len, access) === null && !memory.isAccessible(addr, len, access)) {
           return this.fail(
             'buffer-not-in-ram',
             `${writable ? 'writable' : 'readable'} buffer ${hex(addr)}+${len} of descriptor ${index} is not guest RAM`,

@@ -357,8 +357,10 @@ function writeDescriptor(
   flags: number,
   next: number,
 ): void {
-  view.setUint32(at, addr % TWO_POW_32, true);
-  view.setUint32(at + 4, Math.floor(addr / TWO_POW_32), true);
+  // `>>> 0` is the address modulo 2^32, exact for safe integers (and no floating-point fmod).
+  const low = addr >>> 0;
+  view.setUint32(at, low, true);
+  view.setUint32(at + 4, (addr - low) / TWO_POW_32, true);
   view.setUint32(at + 8, len, true);
   view.setUint16(at + 12, flags, true);
   view.setUint16(at + 14, next, true);
