@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FaultFlag, FaultReason, IommuFeature } from '../protocol/constants.js';
 import { encodeFaultReport } from '../protocol/fault.js';
@@ -128,5 +129,33 @@ describe('fault reports', () => {
     let sent = 0;
     while (device.sendEvent(encodeFaultReport({ reason: 0, flags: 0, endpoint: 1 }))) sent++;
     expect(sent).toBe(EVENT_BUFFERS);
+  });
+
+  it('never throws on arbitrary report bytes and lengths, and keeps every buffer posted', () => {
+    const { device, driver, faults, ignored } = setup();
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 24, maxLength: 24 }),
+        fc.integer({ min: 0, max: 64 }),
+        (bytes, len) => {
+          const before = faults.length + ignored.length;
+          expect(device.sendEvent(bytes, len)).toBe(true);
+          expect(driver.processEvents()).toBe(1);
+          expect(faults.length + ignored.length).toBe(before + 1);
+          const reservedSet = bytes[1] !== 0 || bytes[2] !== 0 || bytes[3] !== 0;
+          if (len !== 24 || reservedSet) {
+            expect(ignored.at(-1)![0]).toBe(len !== 24 ? 'length' : 'reserved');
+          } else {
+            const f = faults.at(-1)!;
+            const view = new DataView(bytes.buffer);
+            expect(f.rawReason).toBe(bytes[0]);
+            expect(f.endpoint).toBe(view.getUint32(8, true));
+            expect(f.address === undefined).toBe((view.getUint32(4, true) & FaultFlag.ADDRESS) === 0);
+            expect(f.pasid === undefined).toBe((view.getUint32(4, true) & FaultFlag.PASID) === 0);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
