@@ -131,6 +131,25 @@ describe('nested PASID table with the arm vendor', () => {
     expect(dma(3, IOVA, 2)).toBe(bufferOf(2));
   });
 
+  it('passes vendor capabilities through: a two-level CD table reaches 20-bit PASIDs', () => {
+    const { driver, dma } = setup();
+    const high = 0xf_1234;
+    const nested = driver.attachPasidTable(3, {
+      pasidTableFormat: 'arm-smmu-v3',
+      pgtableFormat: 'arm-lpae-s1',
+      deviceFeatures: { cd2l: true },
+      pasids: [1, high],
+    });
+    nested.map(high, IOVA, bufferOf(8), 0x1000, RW);
+    expect(dma(3, IOVA + 4, high)).toBe(bufferOf(8) + 4);
+    // Without the capability the vendor builds a linear table of 2^10 entries and refuses the PASID.
+    const linear = driver.attachPasidTable(4, {
+      pasidTableFormat: 'arm-smmu-v3',
+      pgtableFormat: 'arm-lpae-s1',
+    });
+    expect(() => linear.addPasid(high)).toThrow(expect.objectContaining({ code: 'ERANGE' }));
+  });
+
   it('two endpoints share one table', () => {
     const { driver, dma } = setup();
     const nested = driver.attachPasidTable(3, {
