@@ -8,6 +8,7 @@
 
 import { IPS_BITS } from '../codec/cd.js';
 import { EventType } from '../codec/event.js';
+import { tlbHashOf } from './iotlb.js';
 
 /** Parameters of the modelled SMMU that validation depends on. */
 export interface SmmuParams {
@@ -85,6 +86,8 @@ export class S1Context {
   /** 0 = walk, 1 = stage 1 bypassed (S1DSS bypass or STE Config bypass). */
   kind = 0;
   asid = 0;
+  /** `tlbHashOf(asid)`, precomputed for the IOTLB fast path. */
+  tlbHash = 0;
   granuleShift = 12;
   stride = 9;
   inputSize = 48;
@@ -178,6 +181,7 @@ export function checkCd(w: Uint32Array, p: SmmuParams): Checked<S1Context> {
   }
   const c = new S1Context();
   c.asid = asid;
+  c.tlbHash = tlbHashOf(asid);
   c.epd0 = epd0;
   c.affd = ((hi0 >>> 3) & 1) === 1;
   c.wxn = ((hi0 >>> 4) & 1) === 1;

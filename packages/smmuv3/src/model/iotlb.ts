@@ -13,6 +13,11 @@ const PAGE = 4096;
 /** Above this many pages a range invalidation scans the whole array instead of probing. */
 const PROBE_LIMIT = 64;
 
+/** The ASID's contribution to the slot index (kept in S1Context so a hit does not recompute it). */
+export function tlbHashOf(asid: number): number {
+  return asid * 0x9e37;
+}
+
 export class Iotlb {
   readonly size: number;
   readonly mask: number;
@@ -26,6 +31,8 @@ export class Iotlb {
   /** log2 of the whole mapping's size. */
   readonly shift: Uint8Array;
   readonly level: Int8Array;
+  /** Size of the whole mapping (2^shift), kept so a hit needs no exponent table. */
+  readonly pageSize: Float64Array;
   /** VA of the start of the whole mapping. */
   readonly base: Float64Array;
   readonly global: Uint8Array;
@@ -41,13 +48,14 @@ export class Iotlb {
     this.perm = new Uint8Array(entries);
     this.shift = new Uint8Array(entries);
     this.level = new Int8Array(entries);
+    this.pageSize = new Float64Array(entries);
     this.base = new Float64Array(entries);
     this.global = new Uint8Array(entries);
   }
 
   /** Slot of a (vpn, asid) pair; `vpn` may exceed 2^32 (only its low bits matter here). */
   slot(vpn: number, asid: number): number {
-    return (vpn ^ (asid * 0x9e37)) & this.mask;
+    return (vpn ^ tlbHashOf(asid)) & this.mask;
   }
 
   private isWide(s: number): boolean {
@@ -74,6 +82,7 @@ export class Iotlb {
     this.perm[s] = perm;
     this.shift[s] = shift;
     this.level[s] = level;
+    this.pageSize[s] = POW2[shift]!;
     this.base[s] = iova - (iova % POW2[shift]!);
     this.global[s] = global ? 1 : 0;
     if (this.isWide(s)) this.wide++;

@@ -54,7 +54,20 @@ export class Smmuv3 {
   readonly oas: number;
   readonly ssidBits: number;
   readonly features: Readonly<Smmuv3Features>;
-  readonly stats: Smmuv3Stats = createStats();
+  private readonly counters: Smmuv3Stats = createStats();
+  // Counters of the fast path, folded into `stats` when read (one field increment each).
+  private fastHits = 0;
+  private fastMisses = 0;
+  private fastWalks = 0;
+  // The IOTLB's arrays, held directly so the fast path loads them from `this`.
+  private readonly tlbOn: boolean;
+  private readonly tlbMask: number;
+  private readonly tlbVpn: Float64Array;
+  private readonly tlbAsid: Int32Array;
+  private readonly tlbPa: Float64Array;
+  private readonly tlbPerm: Uint8Array;
+  private readonly tlbLevel: Int8Array;
+  private readonly tlbPageSize: Float64Array;
   /** null when the IOTLB is disabled (`features.iotlbEntries: 0`). */
   readonly iotlb: Iotlb | null;
   private readonly resolver: ContextResolver;
@@ -93,6 +106,15 @@ export class Smmuv3 {
     this.ssidBits = ssidBits;
     this.features = Object.freeze(features);
     this.iotlb = entries > 0 ? new Iotlb(entries) : null;
+    const tlb = this.iotlb ?? new Iotlb(1);
+    this.tlbOn = this.iotlb !== null;
+    this.tlbMask = tlb.mask;
+    this.tlbVpn = tlb.vpn;
+    this.tlbAsid = tlb.asid;
+    this.tlbPa = tlb.pa;
+    this.tlbPerm = tlb.perm;
+    this.tlbLevel = tlb.level;
+    this.tlbPageSize = tlb.pageSize;
     const params: SmmuParams = {
       oas,
       ssidBits,
@@ -102,7 +124,21 @@ export class Smmuv3 {
       granule16k: features.granule16k,
       granule64k: features.granule64k,
     };
-    this.resolver = new ContextResolver(this.memory, params, this.stats);
+    this.resolver = new ContextResolver(this.memory, params, this.counters);
+  }
+
+  /** Walks, IOTLB and CD/STE cache hits and misses, faults and commands since creation. */
+  get stats(): Smmuv3Stats {
+    const c = this.counters;
+    c.iotlbHits += this.fastHits;
+    c.iotlbMisses += this.fastMisses;
+    c.walks += this.fastWalks;
+    // Every translation past context resolution either hit the IOTLB or walked.
+    c.translations += this.fastHits + this.fastWalks;
+    this.fastHits = 0;
+    this.fastMisses = 0;
+    this.fastWalks = 0;
+    return c;
   }
 
   /** Programs STRTAB_BASE / STRTAB_BASE_CFG. STEs are then fetched from guest memory. */
@@ -205,49 +241,94 @@ export class Smmuv3 {
    * `out.event` set. Arguments are trusted to be integers (use `translate` for checked input).
    */
   translateInto(sid: number, ssid: number, iova: number, accessCode: number, out: TranslationOut): boolean {
-    this.stats.translations++;
-    let ctx = this.lastContext;
-    if (ctx === null || sid !== this.lastSid || ssid !== this.lastSsid) {
-      ctx = this.resolver.resolve(sid, ssid, null);
-      if (ctx === null) return this.configFault(sid, ssid, out);
-      this.lastSid = sid;
-      this.lastSsid = ssid;
-      this.lastContext = ctx;
-    }
-    const privileged = accessCode >= 3;
-    if (ctx.kind !== 0) return this.bypass(sid, ssid, iova, accessCode, out);
-    const tlb = this.iotlb;
-    if (tlb !== null) {
+    // Fast path, kept small so callers can inline it: same stream as last time, stage 1
+    // translating, IOTLB hit that grants the access.
+    const ctx = this.lastContext;
+    if (ctx !== null && sid === this.lastSid && ssid === this.lastSsid && ctx.kind === 0 && this.tlbOn) {
       const vpn = Math.floor(iova / PAGE);
-      const s = (vpn ^ (ctx.asid * 0x9e37)) & tlb.mask;
-      if (tlb.vpn[s] === vpn && tlb.asid[s] === ctx.asid) {
-        this.stats.iotlbHits++;
-        const perm6 = tlb.perm[s]!;
-        if (((perm6 >>> accessCode) & 1) === 0) {
+      const s = (vpn ^ ctx.tlbHash) & this.tlbMask;
+      if (this.tlbVpn[s] === vpn && this.tlbAsid[s] === ctx.asid) {
+        const perm6 = this.tlbPerm[s]!;
+        if (((perm6 >>> accessCode) & 1) !== 0) {
+          this.fastHits++;
+          out.pa = this.tlbPa[s]! + (iova - vpn * PAGE);
+          out.perm = accessCode >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
+          out.level = this.tlbLevel[s]!;
+          out.pageSize = this.tlbPageSize[s]!;
+          out.event = null;
+          return true;
+        }
+      }
+    }
+    return this.translateMiss(sid, ssid, iova, accessCode, out);
+  }
+
+  /** Everything but an IOTLB hit of the last stream: a cached permission fault, or a walk. */
+  private translateMiss(
+    sid: number,
+    ssid: number,
+    iova: number,
+    accessCode: number,
+    out: TranslationOut,
+  ): boolean {
+    const ctx = this.lastContext;
+    if (ctx === null || sid !== this.lastSid || ssid !== this.lastSsid || ctx.kind !== 0) {
+      return this.translateOther(sid, ssid, iova, accessCode, out);
+    }
+    if (this.tlbOn) {
+      const vpn = Math.floor(iova / PAGE);
+      const s = (vpn ^ ctx.tlbHash) & this.tlbMask;
+      if (this.tlbVpn[s] === vpn && this.tlbAsid[s] === ctx.asid) {
+        // A cached leaf without the permission: a permission fault, as on a hit in hardware.
+        this.fastHits++;
+        if (((this.tlbPerm[s]! >>> accessCode) & 1) === 0) {
           return this.translationFault(EventType.F_PERMISSION, ctx, sid, ssid, iova, accessCode, out);
         }
-        out.pa = tlb.pa[s]! + (iova - vpn * PAGE);
-        out.perm = permBits(perm6, privileged);
-        out.level = tlb.level[s]!;
-        out.pageSize = POW2[tlb.shift[s]!]!;
-        out.event = null;
-        return true;
+        // Granted after all (another stream refilled the memo): take the fast path.
+        return this.translateInto(sid, ssid, iova, accessCode, out);
       }
-      this.stats.iotlbMisses++;
+      this.fastMisses++;
     }
-    this.stats.walks++;
+    this.fastWalks++;
     const r = this.walkResult;
     const fault = walkStage1(this.memory, ctx, iova, accessCode, r, null);
-    if (tlb !== null && (fault === 0 || fault === EventType.F_PERMISSION)) {
-      tlb.fill(iova, ctx.asid, r.pa, r.perm, r.shift, r.level, r.global);
+    if (this.tlbOn && (fault === 0 || fault === EventType.F_PERMISSION)) {
+      this.iotlb!.fill(iova, ctx.asid, r.pa, r.perm, r.shift, r.level, r.global);
     }
     if (fault !== 0) return this.translationFault(fault, ctx, sid, ssid, iova, accessCode, out);
+    const perm6 = r.perm;
     out.pa = r.pa;
-    out.perm = permBits(r.perm, privileged);
+    out.perm = accessCode >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
     out.level = r.level;
     out.pageSize = POW2[r.shift]!;
     out.event = null;
     return true;
+  }
+
+  /** A stream other than the last one: resolve its context, then translate or bypass. */
+  private translateOther(
+    sid: number,
+    ssid: number,
+    iova: number,
+    accessCode: number,
+    out: TranslationOut,
+  ): boolean {
+    let ctx = this.lastContext;
+    if (ctx === null || sid !== this.lastSid || ssid !== this.lastSsid) {
+      ctx = this.resolver.resolve(sid, ssid, null);
+      if (ctx === null) {
+        this.counters.translations++;
+        return this.configFault(sid, ssid, out);
+      }
+      this.lastSid = sid;
+      this.lastSsid = ssid;
+      this.lastContext = ctx;
+    }
+    if (ctx.kind !== 0) {
+      this.counters.translations++;
+      return this.bypass(sid, ssid, iova, accessCode, out);
+    }
+    return this.translateInto(sid, ssid, iova, accessCode, out);
   }
 
   private bypass(sid: number, ssid: number, iova: number, accessCode: number, out: TranslationOut): boolean {
@@ -266,7 +347,7 @@ export class Smmuv3 {
   private configFault(sid: number, ssid: number, out: TranslationOut): boolean {
     const r = this.resolver;
     const type = r.eventType;
-    this.stats.faults++;
+    this.counters.faults++;
     const event = makeEvent(type, {
       sid,
       ssv: ssid >= 0,
@@ -289,7 +370,7 @@ export class Smmuv3 {
     accessCode: number,
     out: TranslationOut,
   ): boolean {
-    this.stats.faults++;
+    this.counters.faults++;
     const access = accessCode % 3;
     out.event = makeEvent(type, {
       sid,
@@ -319,11 +400,11 @@ export class Smmuv3 {
     let ok: boolean;
     if (ctx === null) {
       ok = this.configFault(request.sid, ssid, out);
-      this.stats.faults--;
+      this.counters.faults--;
     } else if (ctx.kind !== 0) {
       steps.push({ label: 'stage 1', value: 'bypass' });
       ok = this.bypass(request.sid, ssid, request.iova, code, out);
-      if (!ok) this.stats.faults--;
+      if (!ok) this.counters.faults--;
     } else {
       const walk: TranslationStep[] = [];
       const r = new WalkResult();
@@ -348,7 +429,7 @@ export class Smmuv3 {
       } else {
         this.walkResult.fetchAddress = r.fetchAddress;
         ok = this.translationFault(fault, ctx, request.sid, ssid, request.iova, code, out);
-        this.stats.faults--;
+        this.counters.faults--;
       }
     }
     steps.push(resultStep(ok, out, ctx === null ? this.resolver.eventReason : ''));
@@ -360,7 +441,7 @@ export class Smmuv3 {
     if (!(bytes instanceof Uint8Array) || bytes.length < 16) {
       throw new VmmError(ErrorCode.EINVAL, 'a CMDQ command is 16 bytes');
     }
-    this.stats.commands++;
+    this.counters.commands++;
     return executeCommand(decodeCommand(bytes), this.resolver, this.iotlb, () => this.invalidateConfig());
   }
 

@@ -5,7 +5,7 @@
  * Hot path: numbers and 32-bit halves only, no allocation. The result lands in a reusable
  * `WalkResult`; a `trace` array is filled only by `explain`.
  */
-import type { GuestMemory, TranslationStep } from '@vmmkit/core';
+import type { GuestMemory, MemoryBank, TranslationStep } from '@vmmkit/core';
 import { EventType } from '../codec/event.js';
 import type { S1Context } from './context.js';
 
@@ -81,20 +81,28 @@ export function walkStage1(
     if (trace !== null) trace.push({ label: 'fault', value: 'IOVA outside TT0 (T0SZ) or EPD0 set' });
     return result.fault;
   }
-  const g = ctx.granuleShift;
   const stride = ctx.stride;
-  const granuleMask = ~(POW2[g]! - 1);
+  const granuleMask = ~(POW2[ctx.granuleShift]! - 1);
+  const strideMask = POW2[stride]! - 1;
+  const strideSize = POW2[stride]!;
   let table = ctx.tableBase;
   let level = ctx.startLevel;
-  let shift = ctx.startShift;
-  let indexBits = ctx.startIndexBits;
+  // Index extraction with a division and an AND: `Math.floor(iova / div)` is an exact integer
+  // below 2^53 and `& mask` keeps its low bits (mask < 2^31), so no floating-point modulo.
+  let div = POW2[ctx.startShift]!;
+  let mask = POW2[ctx.startIndexBits]! - 1;
   let apTable = 0;
   let xnTable = 0;
   let pxnTable = 0;
+  // The bank of the previous descriptor, reused while the next one lies inside it. Safe to keep
+  // for one walk only: a walk is synchronous, so no bank can be unplugged in the middle of it.
+  let bank: MemoryBank | null = null;
   for (let step = 0; step < 4; step++) {
-    const index = Math.floor(iova / POW2[shift]!) % POW2[indexBits]!;
+    const index = Math.floor(iova / div) & mask;
     const descAddress = table + index * 8;
-    const bank = memory.ramBank(descAddress, 8);
+    if (bank === null || descAddress < bank.gpa || descAddress + 8 > bank.end) {
+      bank = memory.ramBank(descAddress, 8);
+    }
     result.faultLevel = level;
     if (bank === null) {
       // A descriptor outside guest RAM: external abort on the walk.
@@ -106,8 +114,9 @@ export function walkStage1(
       return result.fault;
     }
     const off = descAddress - bank.gpa;
-    const lo = bank.view.getUint32(off, true);
-    const hi = bank.view.getUint32(off + 4, true);
+    const view = bank.view;
+    const lo = view.getUint32(off, true);
+    const hi = view.getUint32(off + 4, true);
     if (trace !== null) {
       trace.push({ label: `L${level}`, address: descAddress, value: hex(lo, hi), fields: { table, index } });
     }
@@ -132,8 +141,8 @@ export function walkStage1(
       }
       table = address;
       level++;
-      shift -= stride;
-      indexBits = stride;
+      div /= strideSize;
+      mask = strideMask;
       continue;
     }
     // Level 3 with type 0b01 is reserved; a block above the levels that allow one is invalid.
@@ -141,7 +150,8 @@ export function walkStage1(
       result.fault = EventType.F_TRANSLATION;
       return result.fault;
     }
-    const out = address - (address % POW2[shift]!);
+    // `div` is now the page or block size; a block's output drops the bits below it.
+    const out = level === 3 ? address : Math.floor(address / div) * div;
     // Fault priority (Arm ARM): address size, then access flag, then permission.
     if (out >= ctx.outputLimit) {
       result.fault = EventType.F_ADDR_SIZE;
@@ -152,9 +162,9 @@ export function walkStage1(
       return result.fault;
     }
     const perm = leafPermissions(lo, hi, apTable, xnTable, pxnTable, ctx);
-    result.pa = out + (iova % POW2[shift]!);
+    result.pa = out + (iova - Math.floor(iova / div) * div);
     result.perm = perm;
-    result.shift = shift;
+    result.shift = ctx.granuleShift + (3 - level) * stride;
     result.level = level;
     result.global = ((lo >>> 11) & 1) === 0;
     result.fault = ((perm >>> accessCode) & 1) === 0 ? EventType.F_PERMISSION : 0;
