@@ -212,7 +212,9 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
     // Suppress kicks while draining, then re-check so a request added meanwhile is not lost.
     do {
       queue.enableNotifications(false);
-      for (let r = queue.pop(); r !== null && handled < MAX_REQUESTS_PER_NOTIFY; r = queue.pop()) {
+      while (handled < MAX_REQUESTS_PER_NOTIFY) {
+        const r = queue.pop();
+        if (r === null) break;
         handled++;
         if (r.ok) queue.pushUsed(r.chain.head, handler.handle(r.chain));
         else {

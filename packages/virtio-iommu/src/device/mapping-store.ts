@@ -45,6 +45,8 @@ export class MappingPool {
   physLo = new Uint32Array(INITIAL_CAPACITY);
   physHi = new Uint32Array(INITIAL_CAPACITY);
   flags = new Uint8Array(INITIAL_CAPACITY);
+  /** Bumped when a slot is released, so translation caches holding it see it is stale. */
+  generation = new Uint32Array(INITIAL_CAPACITY);
   private freeSlots = new Int32Array(INITIAL_CAPACITY);
   private freeCount = 0;
   /** Slots handed out at least once (slot 0, the probe, included). */
@@ -99,12 +101,15 @@ export class MappingPool {
   }
 
   release(slot: number): void {
+    this.generation[slot] = (this.generation[slot]! + 1) >>> 0;
     this.freeSlots[this.freeCount++] = slot;
     this.live--;
   }
 
   /** Forgets every mapping (device reset): the trees referencing slots must be dropped too. */
   clear(): void {
+    // Every slot becomes stale for the caches of trees that may outlive the reset.
+    for (let i = 1; i < this.highWater; i++) this.generation[i] = (this.generation[i]! + 1) >>> 0;
     this.freeCount = 0;
     this.highWater = 1;
     this.live = 0;
@@ -124,6 +129,7 @@ export class MappingPool {
     this.physLo = grown(this.physLo, (n) => new Uint32Array(n));
     this.physHi = grown(this.physHi, (n) => new Uint32Array(n));
     this.flags = grown(this.flags, (n) => new Uint8Array(n));
+    this.generation = grown(this.generation, (n) => new Uint32Array(n));
     this.freeSlots = grown(this.freeSlots, (n) => new Int32Array(n));
   }
 }
@@ -133,10 +139,20 @@ export function le64(aLo: number, aHi: number, bLo: number, bHi: number): boolea
   return aHi < bHi || (aHi === bHi && aLo <= bLo);
 }
 
+/** Entries of the per-domain translation cache (direct-mapped by IOVA page). */
+const TLB_SIZE = 256;
+
 /** The mappings of one domain, ordered by start address. */
 export class MappingTree {
   private readonly tree: Tree;
   private readonly pair: [number, undefined] = [0, undefined];
+  /**
+   * A small direct-mapped cache in front of the tree for DMA lookups, created on the first
+   * lookup (only domains that endpoints use). An entry is trusted only when its slot's
+   * generation is unchanged and the slot's range holds the address, so it never needs flushing.
+   */
+  private tlbSlot: Int32Array | null = null;
+  private tlbGeneration: Uint32Array | null = null;
 
   constructor(readonly pool: MappingPool) {
     this.tree = new BTree<number, undefined>(undefined, pool.compare, NODE_SIZE) as unknown as Tree;
@@ -154,10 +170,29 @@ export class MappingTree {
 
   /** The slot whose range contains the address, or -1. */
   lookup(lo: number, hi: number): number {
-    const slot = this.floor(lo, hi);
-    if (slot < 0) return -1;
     const pool = this.pool;
-    return le64(lo, hi, pool.endLo[slot]!, pool.endHi[slot]!) ? slot : -1;
+    let tlbSlot = this.tlbSlot;
+    let tlbGeneration = this.tlbGeneration;
+    const index = ((lo >>> 12) ^ hi) & (TLB_SIZE - 1);
+    if (tlbSlot === null || tlbGeneration === null) {
+      tlbSlot = this.tlbSlot = new Int32Array(TLB_SIZE);
+      tlbGeneration = this.tlbGeneration = new Uint32Array(TLB_SIZE);
+    } else {
+      const cached = tlbSlot[index]!;
+      if (
+        cached > 0 &&
+        tlbGeneration[index] === pool.generation[cached] &&
+        le64(pool.startLo[cached]!, pool.startHi[cached]!, lo, hi) &&
+        le64(lo, hi, pool.endLo[cached]!, pool.endHi[cached]!)
+      ) {
+        return cached;
+      }
+    }
+    const slot = this.floor(lo, hi);
+    if (slot < 0 || !le64(lo, hi, pool.endLo[slot]!, pool.endHi[slot]!)) return -1;
+    tlbSlot[index] = slot;
+    tlbGeneration[index] = pool.generation[slot]!;
+    return slot;
   }
 
   /** Whether any mapping intersects [start, end] (inclusive, start <= end). */

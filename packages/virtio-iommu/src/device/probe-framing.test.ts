@@ -121,6 +121,25 @@ describe('framing', () => {
     expect(h.device.requestStats.unanswered).toBe(cases.length);
   });
 
+  it('a malformed descriptor chain comes back with used length 0 and the device keeps working', async () => {
+    const h = createVirtioIommuHarness({ endpoints });
+    const { requestQueue, memory, scratch, virtio } = h.guest;
+    memory.write(scratch.base, attach);
+    const head = requestQueue.add(
+      [{ addr: scratch.base, len: 20 }],
+      [{ addr: scratch.base + 64, len: 4 }],
+      'bad',
+    );
+    // The driver's chain now links to a descriptor beyond the queue.
+    memory.writeU16(requestQueue.layout.descTable + 16 * head + 14, 0xffff);
+    virtio.notify(0);
+    const used: [unknown, number][] = [];
+    requestQueue.collect((token, len) => used.push([token, len]));
+    expect(used).toEqual([['bad', 0]]);
+    expect(h.device.endpointDomain(8)).toBeNull();
+    expect(await requestStatus(h, attach)).toBe(Status.OK);
+  });
+
   it('ATTACH_TABLE and INVALIDATE are unknown types unless bit 8 is negotiated', async () => {
     const h = createVirtioIommuHarness({ endpoints, features: { attachTable: false } });
     expect(h.device.negotiatedFeatures & (1n << BigInt(IommuFeature.ATTACH_TABLE))).toBe(0n);

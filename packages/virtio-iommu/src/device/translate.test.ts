@@ -8,7 +8,7 @@ import {
   MapFlag,
   Status,
 } from '../protocol/constants.js';
-import { encodeAttach, encodeMap } from '../protocol/requests.js';
+import { encodeAttach, encodeMap, encodeUnmap } from '../protocol/requests.js';
 import { createVirtioIommuHarness, requestStatus, type VirtioIommuHarnessOptions } from '../testing/index.js';
 import { createPageTranslation } from './translator.js';
 
@@ -142,6 +142,31 @@ describe('translate', () => {
       ok: true,
       address: 0x1234_5678n,
     });
+  });
+
+  it('a cached translation never outlives its mapping', async () => {
+    const h = await mapped();
+    const out = createPageTranslation();
+    expect(h.device.translatePage(8, NO_PASID, 0x2010, DmaAccess.READ, out)).toBe(true);
+    expect(out.pa).toBe(0x9_0010);
+    expect(await requestStatus(h, encodeUnmap({ domain: 1, virtStart: 0x2000, virtEnd: 0x2fff }))).toBe(
+      Status.OK,
+    );
+    expect(h.device.translatePage(8, NO_PASID, 0x2010, DmaAccess.READ, out)).toBe(false);
+    // The freed slot is reused by the next MAP, at another address and another target.
+    const remap = encodeMap({
+      domain: 1,
+      virtStart: 0x10_2000,
+      virtEnd: 0x10_2fff,
+      physStart: 0x7_0000,
+      flags: 1,
+    });
+    expect(await requestStatus(h, remap)).toBe(Status.OK);
+    expect(h.device.translatePage(8, NO_PASID, 0x2010, DmaAccess.READ, out)).toBe(false);
+    const back = encodeMap({ domain: 1, virtStart: 0x2000, virtEnd: 0x2fff, physStart: 0xa_0000, flags: 1 });
+    expect(await requestStatus(h, back)).toBe(Status.OK);
+    expect(h.device.translatePage(8, NO_PASID, 0x2010, DmaAccess.READ, out)).toBe(true);
+    expect(out.pa).toBe(0xa_0010);
   });
 
   it('translatePage is allocation-free and reports the bytes left in the mapping', async () => {

@@ -232,7 +232,8 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
     }
     let next = 0;
     while (next < requests.length) {
-      const count = Math.min(requests.length - next, arena.slots);
+      // Two descriptors per request: a queue of N entries holds N / 2 of them at once.
+      const count = Math.min(requests.length - next, Math.max(1, arena.slots >> 1));
       for (let i = 0; i < count; i++) {
         const slot = arena.placeSlot(i, requests[next + i]!, writableLength);
         requestQueue.add(slot.readable, slot.writable, next + i);
