@@ -275,6 +275,31 @@ describe('statuses', () => {
     expect(waits).toBe(25);
   });
 
+  it('bounds the time a worker-mode driver waits', () => {
+    const s = createScriptedIommu({ answers: false });
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      wait: () => {
+        Atomics.wait(sleeper, 0, 0, 2);
+      },
+      maxWaits: Number.MAX_SAFE_INTEGER,
+      timeoutMs: 10,
+    });
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(/in 10 ms/);
+  });
+
+  it('treats a PROBE answer shorter than probe_size + 4 as unanswered', () => {
+    const { driver, device } = setup({ probeSize: 64 });
+    device.handler = () => ({ usedLength: 32 });
+    expect(() => driver.probeEndpoint(3)).toThrow(expect.objectContaining({ status: STATUS_NOT_WRITTEN }));
+  });
+
   it('completes when the device answers during a wait (worker mode)', () => {
     const s = createScriptedIommu({ answers: false });
     const driver = new VirtioIommuDriver({

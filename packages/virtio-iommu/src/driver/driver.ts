@@ -157,7 +157,11 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       mmio: this.features.mmio,
     };
     this.domains = new DomainRegistry(this.config.domainRange.start, this.config.domainRange.end);
-    const wait: CompletionWait = { wait: options.wait, maxWaits: options.maxWaits };
+    const wait: CompletionWait = {
+      wait: options.wait,
+      maxWaits: options.maxWaits,
+      timeoutMs: options.timeoutMs,
+    };
     // Linux gives the request queue no callback: it polls. Only a waiting (worker) driver needs
     // used-buffer interrupts from it to wake up.
     if (options.wait === undefined) queues[RequestQueue]!.suppressInterrupts(true);
@@ -222,7 +226,9 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       }
       const { usedLength, written } = answer;
       // virtio 1.2 §5.13.6.1: the status is the last byte group of the writable part.
-      const status = usedLength === 0 ? STATUS_NOT_WRITTEN : written[size]!;
+      // A PROBE answer covers the whole writable part (virtio 1.2 §5.13.6.8: probe_size bytes of
+      // properties, then the tail); anything shorter did not deliver a status.
+      const status = usedLength < size + 4 ? STATUS_NOT_WRITTEN : written[size]!;
       if (status !== 0) {
         throw new VirtioIommuRequestError(status, { type: 'PROBE', index: 0, fields: { endpoint } });
       }

@@ -30,4 +30,4 @@ export { describeTableFormats, MAX_PASID_BITS, parseProbeProperties } from './pr
 export type { RequestDescription } from './request-error.js';
 export { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
 export type { CompletionWait } from './request-ring.js';
-export { DEFAULT_MAX_WAITS, SLOT_SIZE } from './request-ring.js';
+export { DEFAULT_MAX_WAITS, DEFAULT_WAIT_TIMEOUT_MS, SLOT_SIZE } from './request-ring.js';

@@ -18,6 +18,8 @@ export const SLOT_SIZE = 128;
 
 /** Most waits the driver makes for one batch before declaring the device unresponsive. */
 export const DEFAULT_MAX_WAITS = 10_000;
+/** Longest a batch may wait for the device, in milliseconds, before it is declared unresponsive. */
+export const DEFAULT_WAIT_TIMEOUT_MS = 10_000;
 
 /**
  * How the platform lets the driver wait for the device. `wait` is called while requests are
@@ -29,6 +31,8 @@ export interface CompletionWait {
   wait?: () => void;
   /** Bound on `wait` calls per batch (default 10 000). */
   maxWaits?: number;
+  /** Bound on the time spent waiting per batch, in ms (default 10 000). */
+  timeoutMs?: number;
 }
 
 /** What the driver does around waits: acknowledge the interrupt after each, handle events after the batch. */
@@ -55,6 +59,7 @@ export class RequestRing {
   /** Batch index of the request in each slot. */
   private readonly slotRequest: Int32Array;
   private readonly maxWaits: number;
+  private readonly timeoutMs: number;
   private brokenReason: string | null = null;
   private busy = false;
 
@@ -77,6 +82,7 @@ export class RequestRing {
     }
     this.slotRequest = new Int32Array(this.capacity);
     this.maxWaits = waiter.maxWaits ?? DEFAULT_MAX_WAITS;
+    this.timeoutMs = waiter.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
   }
 
   /** Frees the slot area once the device is reset; the ring refuses requests afterwards. */
@@ -171,6 +177,7 @@ export class RequestRing {
     if (this.queue.kickNeeded()) this.kick();
     let done = this.queue.collect(onUsed);
     let waits = 0;
+    let started = 0;
     while (done < expected) {
       if (this.waiter.wait === undefined) {
         throw this.fail(
@@ -179,6 +186,12 @@ export class RequestRing {
       }
       if (waits >= this.maxWaits) {
         throw this.fail(`the device answered ${done} of ${expected} requests after ${waits} waits`);
+      }
+      if (waits === 0) started = performance.now();
+      else if (performance.now() - started > this.timeoutMs) {
+        throw this.fail(
+          `the device answered ${done} of ${expected} requests in ${this.timeoutMs} ms (${waits} waits)`,
+        );
       }
       try {
         this.waiter.wait();
