@@ -139,6 +139,34 @@ describe('ATTACH_TABLE statuses', () => {
   });
 });
 
+describe('ATTACH_TABLE moves and caps', () => {
+  it('moves an endpoint out of its map domain (which dies); a new domain beyond maxDomains is S_NOMEM', async () => {
+    const virt = createFakeNestedBackend({ format: TableFormat.VIRT });
+    const h = createVirtioIommuHarness({
+      endpoints: [{ id: 1 }, { id: 2 }],
+      plugins: [fakeNestedPlugin(virt)],
+      maxDomains: 1,
+    });
+    const root = h.guest.allocator.alloc(0x1000);
+    const payload = new Uint8Array(66);
+    new DataView(payload.buffer).setBigUint64(6, BigInt(root), true);
+    expect(await requestStatus(h, encodeAttach({ domain: 5, endpoint: 1 }))).toBe(Status.OK);
+    const map = encodeMap({ domain: 5, virtStart: 0, virtEnd: 0xfff, physStart: 0, flags: MapFlag.READ });
+    expect(await requestStatus(h, map)).toBe(Status.OK);
+    const table = (domain: number, endpoint: number) =>
+      encodeAttachTable({ domain, endpoint, format: TableFormat.VIRT, payload });
+    expect(await requestStatus(h, table(6, 2))).toBe(Status.NOMEM);
+    expect(virt.tables).toHaveLength(0);
+    expect(await requestStatus(h, table(6, 1))).toBe(Status.OK);
+    expect(h.device.domains()).toEqual([
+      { id: 6, kind: 'table', endpoints: [1], mappings: 0, format: TableFormat.VIRT },
+    ]);
+    expect(h.device.mappingCount).toBe(0);
+    expect(await requestStatus(h, table(6, 1))).toBe(Status.OK);
+    expect(virt.tables).toHaveLength(1);
+  });
+});
+
 describe('INVALIDATE', () => {
   it('statuses, and the decoded request reaches the table', async () => {
     const { h, virt, l0, attachTable } = setup();
