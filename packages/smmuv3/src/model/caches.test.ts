@@ -113,6 +113,24 @@ describe('IOTLB: stale until invalidated, per command', () => {
     expect(pa(1, 0x1000)).toBe(0x4200_0000);
   });
 
+  it('global entries (nG = 0) survive TLBI_NH_ASID but not TLBI_NH_VA or TLBI_NH_ALL', () => {
+    const { tablesA, pa, cmd } = setup();
+    const global = 0x743n; // AF, SH=IS, AP[1], page — no nG
+    tablesA.writeRaw(0x1000, 3, 0x4100_0000n | global);
+    tablesA.writeRaw(0x2000, 3, 0x4101_0000n | global);
+    pa(1, 0x1000);
+    pa(1, 0x2000);
+    tablesA.writeRaw(0x1000, 3, 0x4200_0000n | global);
+    tablesA.writeRaw(0x2000, 3, 0x4201_0000n | global);
+    cmd({ op: 'TLBI_NH_ASID', vmid: 0, asid: 1 });
+    expect(pa(1, 0x1000)).toBe(0x4100_0000);
+    cmd({ op: 'TLBI_NH_VA', vmid: 0, asid: 9, address: 0x1000n, leaf: true, ...range });
+    expect(pa(1, 0x1000)).toBe(0x4200_0000); // a VA invalidation for any ASID reaches global entries
+    expect(pa(1, 0x2000)).toBe(0x4101_0000);
+    cmd({ op: 'TLBI_NH_ALL', vmid: 0 });
+    expect(pa(1, 0x2000)).toBe(0x4201_0000);
+  });
+
   it('entries are keyed by ASID, not by stream: two streams sharing an ASID share them', () => {
     const { tablesA, tablesB, memory, cds, pa, cmd } = setup();
     writeCd(memory, cds + 64, linuxCd(tablesB, 1)); // SID 2 now also uses ASID 1
