@@ -47,6 +47,8 @@ interface PasidContext {
 /** A domain whose endpoints translate through a guest PASID table. */
 export class NestedPasidDomain extends NestedTableBase {
   readonly table: PasidTable;
+  /** Errors met while undoing a failed `addPasid` (the device may then hold a stale entry). */
+  readonly cleanupFailures: unknown[] = [];
   private readonly contexts = new Map<number, PasidContext>();
   private readonly asids: IdAllocator | null;
 
@@ -118,7 +120,11 @@ export class NestedPasidDomain extends NestedTableBase {
       const ctx = this.table.prepare(ops.cfg, asid);
       this.table.write(pasid, ctx);
     } catch (error) {
-      ops?.free();
+      if (ops !== undefined) {
+        // The entry may be in the table already (its sync failed): it must not outlive its tables.
+        this.clearEntryAfterFailure(pasid);
+        ops.free();
+      }
       this.asids?.free(asid);
       throw error;
     }
@@ -184,6 +190,19 @@ export class NestedPasidDomain extends NestedTableBase {
     }
     this.table.free();
     this.releaseDomain();
+  }
+
+  /**
+   * Best-effort removal of a half-installed entry while another error is being reported: that
+   * error is the one the caller needs, so a second failure here (the device stopped answering)
+   * is recorded on it rather than thrown.
+   */
+  private clearEntryAfterFailure(pasid: number): void {
+    try {
+      this.table.write(pasid, null);
+    } catch (cleanup) {
+      this.cleanupFailures.push(cleanup);
+    }
   }
 
   private context(pasid: number): PasidContext {
