@@ -97,7 +97,6 @@ describe('ATTACH', () => {
     expect(h.translate({ endpoint: 2, iova: 0x1004n, access: 'read' })).toEqual({
       ok: true,
       address: 0x10_0004n,
-      mmio: false,
     });
   });
 
@@ -167,7 +166,6 @@ describe('DETACH', () => {
     expect(h.translate({ endpoint: 5, iova: 0xfee0_0040n, access: 'write' })).toEqual({
       ok: true,
       address: 0xfee0_0040n,
-      mmio: false,
     });
   });
 });

@@ -135,7 +135,6 @@ describe('MAP', () => {
     expect(h.translate({ endpoint: 1, iova: U64_MAX, access: 'write' })).toEqual({
       ok: true,
       address: 0x1234_5000n + 0x1fffn,
-      mmio: false,
     });
     expect(h.translate({ endpoint: 1, iova: top - 1n, access: 'read' }).ok).toBe(false);
     // Two mappings that differ only above bit 53 stay distinct.

@@ -218,7 +218,6 @@ describe('nested translation', () => {
     expect(h.translate({ endpoint: 1, iova: BigInt(IOVA + 0x18), access: 'read' })).toEqual({
       ok: true,
       address: BigInt(page + 0x18),
-      mmio: false,
     });
     expect(h.translate({ endpoint: 1, iova: BigInt(IOVA), access: 'write' })).toMatchObject({
       fault: { reason: FaultReason.PERMISSION },

@@ -105,7 +105,6 @@ describe('QEMU qtest virtio-iommu scenarios', () => {
     expect(h.translate({ endpoint: 0, iova: 3n, access: 'read' })).toEqual({
       ok: true,
       address: 0xc1003n,
-      mmio: false,
     });
   });
 

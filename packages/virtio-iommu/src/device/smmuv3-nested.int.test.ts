@@ -87,7 +87,6 @@ describe('virtio-iommu nested over the SMMUv3 model', () => {
     ).toEqual({
       ok: true,
       address: BigInt(PA + 0x3456),
-      mmio: false,
     });
     // PASID 2 has no CD, DMA without PASID meets s1dss TERMINATE, and 0x40_0000 is unmapped.
     for (const [iova, pasid] of [

@@ -70,12 +70,13 @@ describe('translate', () => {
     expect(h.translate({ endpoint: 8, iova: 0x4fffn, access: 'write' })).toEqual({
       ok: true,
       address: 0x5_1fffn,
-      mmio: false,
     });
     expect(h.translate({ endpoint: 8, iova: 0x5008n, access: 'write' })).toEqual({
       ok: true,
       address: 0x800_0008n,
-      mmio: true,
+    });
+    expect(h.device.translate({ endpoint: 8, iova: 0x5008n, access: 'write' })).toMatchObject({
+      segments: [{ address: 0x800_0008n, mmio: true }],
     });
   });
 
@@ -90,7 +91,6 @@ describe('translate', () => {
     expect(h.translate({ endpoint: 8, iova: 0xfee0_1000n, access: 'write' })).toEqual({
       ok: true,
       address: 0xfee0_1000n,
-      mmio: false,
     });
     expect(h.translate({ endpoint: 8, iova: 0x1000n, access: 'read', pasid: 3 })).toMatchObject({
       fault: {
@@ -113,7 +113,6 @@ describe('translate', () => {
     expect(open.translate({ endpoint: 77, iova: 0xffff_ffff_ffff_fff0n, access: 'write' })).toEqual({
       ok: true,
       address: 0xffff_ffff_ffff_fff0n,
-      mmio: false,
     });
   });
 
@@ -173,7 +172,7 @@ describe('translate', () => {
     const h = await mapped();
     const out = createPageTranslation();
     expect(h.device.translatePage(8, NO_PASID, 0x3ff0, DmaAccess.WRITE, out)).toBe(true);
-    expect(out).toMatchObject({ pa: 0x5_0ff0, length: 0x1010, mmio: false });
+    expect(out).toMatchObject({ pa: 0x5_0ff0, length: 0x1010 });
     expect(h.device.translatePage(8, NO_PASID, 0x3ff0, DmaAccess.READ, out)).toBe(false);
     expect(out.reason).toBe(FaultReason.MAPPING);
   });

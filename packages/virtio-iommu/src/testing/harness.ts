@@ -56,9 +56,7 @@ export interface SubmitResult {
   written: Uint8Array;
 }
 
-export type HarnessTranslation =
-  | { ok: true; address: bigint; mmio: boolean }
-  | { ok: false; fault: DmaFault };
+export type HarnessTranslation = { ok: true; address: bigint } | { ok: false; fault: DmaFault };
 
 /** What a guest driver needs to talk to the device itself (for the driver model). */
 export interface HarnessGuest {
@@ -264,7 +262,7 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
       const result = device.translate({ ...request, length: 1 });
       if (!result.ok) return { ok: false, fault: result.fault };
       const segment = result.segments[0]!;
-      return { ok: true, address: segment.address, mmio: segment.mmio };
+      return { ok: true, address: segment.address };
     },
     events() {
       const reports: FaultReport[] = [];
