@@ -4,17 +4,20 @@
  * argument throws before anything reaches the device.
  */
 import { hex, VmmError } from '@vmmkit/core';
-import { InvalidateFlag, MapFlag, RequestSize, Status } from '../protocol/constants.js';
 import {
-  decodeRequest,
-  encodeAttach,
-  encodeAttachTable,
-  encodeDetach,
-  type IommuRequest,
-} from '../protocol/requests.js';
-import { U64_MAX } from '../protocol/u64.js';
+  ATTACH_F_BYPASS,
+  INVALIDATE_CACHES_MASK,
+  InvalidateFlag,
+  InvalidateGranularity,
+  MapFlag,
+  RequestSize,
+  Status,
+} from '../protocol/constants.js';
+import { decodeRequest, encodeAttach, encodeAttachTable, encodeDetach } from '../protocol/requests.js';
+import { toU64, U64_MAX } from '../protocol/u64.js';
+import { BatchResult, describeRequest } from './batch-result.js';
 import { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from './hot-encoders.js';
-import { type RequestDescription, VirtioIommuRequestError } from './request-error.js';
+import { VirtioIommuRequestError } from './request-error.js';
 import { type RequestRing, SLOT_SIZE } from './request-ring.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -28,6 +31,10 @@ export interface BatchLimits {
   inputEnd: bigint;
   /** Whether MAP_F_MMIO may be used (F_MMIO negotiated). */
   mmio: boolean;
+  /** Whether ATTACH_F_BYPASS may be used (F_BYPASS_CONFIG negotiated). */
+  bypassConfig: boolean;
+  /** Whether ATTACH_TABLE and INVALIDATE exist (F_ATTACH_TABLE negotiated). */
+  attachTable: boolean;
 }
 
 /** An INVALIDATE as the nested code queues it; 64-bit fields are safe integers. */
@@ -43,58 +50,10 @@ export interface InvalidateArgs {
   granule: number;
 }
 
-/** The outcome of a submitted batch. */
-export class BatchResult {
-  constructor(
-    readonly count: number,
-    private readonly statuses: Uint8Array,
-    /** One error per refused request, in batch order. */
-    readonly failures: readonly VirtioIommuRequestError[],
-  ) {}
-
-  get ok(): boolean {
-    return this.failures.length === 0;
-  }
-
-  /** Status of request `index` (`STATUS_NOT_WRITTEN` when the device returned it unwritten). */
-  status(index: number): number {
-    return this.statuses[index]!;
-  }
-
-  /** Throws the first failure, its `details.failures` counting them all. */
-  throwIfFailed(): void {
-    const first = this.failures[0];
-    if (first === undefined) return;
-    if (this.failures.length > 1) (first.details as Record<string, unknown>).failures = this.failures.length;
-    throw first;
-  }
-}
-
-function describe(request: IommuRequest | null, index: number): RequestDescription {
-  if (request === null) return { type: 'UNKNOWN', index, fields: {} };
-  const { type, ...rest } = request;
-  const fields: Record<string, number | bigint | string | boolean> = {};
-  for (const [k, v] of Object.entries(rest)) {
-    if (typeof v === 'number' || typeof v === 'bigint') fields[k] = v;
-  }
-  return { type: type.toUpperCase().replace('-', '_'), index, fields };
-}
-
 function checkU32(value: number, what: string): void {
   if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
     throw new VmmError('EINVAL', `${what} must be an integer from 0 to 2^32 - 1, got ${String(value)}`);
   }
-}
-
-function toU64(value: bigint | number, what: string): bigint {
-  if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw new VmmError('EINVAL', `${what} must be a non-negative safe integer or a bigint, got ${value}`);
-    }
-    return BigInt(value);
-  }
-  if (value < 0n || value > U64_MAX) throw new VmmError('ERANGE', `${what} ${String(value)} is not a u64`);
-  return value;
 }
 
 export class IommuBatch {
@@ -229,6 +188,15 @@ export class IommuBatch {
   }
 
   attach(domain: number, endpoint: number, flags = 0): this {
+    if (!Number.isInteger(flags) || (flags & ~ATTACH_F_BYPASS) !== 0) {
+      throw new VmmError('EINVAL', `ATTACH flags ${String(flags)} use bits other than BYPASS`);
+    }
+    if (flags !== 0 && !this.limits.bypassConfig) {
+      throw new VmmError(
+        'ENOSYS',
+        'ATTACH_F_BYPASS needs VIRTIO_IOMMU_F_BYPASS_CONFIG, which was not negotiated',
+      );
+    }
     this.copy(encodeAttach({ domain, endpoint, flags }));
     return this;
   }
@@ -240,6 +208,7 @@ export class IommuBatch {
 
   /** ATTACH_TABLE with `descriptor` = bytes 16..83 (the le16 format, then the payload). */
   attachTable(domain: number, endpoint: number, descriptor: { format: number; payload: Uint8Array }): this {
+    this.checkNested('ATTACH_TABLE');
     const { format, payload } = descriptor;
     if (payload.length < 2 || payload[0]! + payload[1]! * 256 !== format) {
       throw new VmmError(
@@ -252,6 +221,29 @@ export class IommuBatch {
   }
 
   invalidate(r: InvalidateArgs): this {
+    this.checkNested('INVALIDATE');
+    if (
+      r.granularity !== InvalidateGranularity.DOMAIN &&
+      r.granularity !== InvalidateGranularity.PASID &&
+      r.granularity !== InvalidateGranularity.VA
+    ) {
+      throw new VmmError(
+        'EINVAL',
+        `INVALIDATE granularity ${String(r.granularity)} is not DOMAIN (1), PASID (2) or VA (4)`,
+      );
+    }
+    if (!Number.isInteger(r.caches) || r.caches <= 0 || (r.caches & ~INVALIDATE_CACHES_MASK) !== 0) {
+      throw new VmmError(
+        'EINVAL',
+        `INVALIDATE caches ${String(r.caches)} must name IOTLB (1), DEV_IOTLB (2) and/or PASID (4)`,
+      );
+    }
+    if (!Number.isInteger(r.granule) || r.granule < 0 || r.granule > 63) {
+      throw new VmmError(
+        'EINVAL',
+        `INVALIDATE granule is log2 of a page size (0..63), got ${String(r.granule)}`,
+      );
+    }
     checkU32(r.domain, 'domain');
     checkU32(r.pasid, 'pasid');
     for (const [name, value] of [
@@ -304,7 +296,7 @@ export class IommuBatch {
         const status = statuses[i]!;
         if (status === Status.OK) continue;
         const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
-        failures.push(new VirtioIommuRequestError(status, describe(decodeRequest(bytes), i)));
+        failures.push(new VirtioIommuRequestError(status, describeRequest(decodeRequest(bytes), i)));
       }
       return new BatchResult(count, statuses, failures);
     } finally {
@@ -372,6 +364,12 @@ export class IommuBatch {
       `${what} [${hex(start)}, ${hex(end)}] leaves the device's input range [${hex(this.limits.inputStart)}, ${hex(this.limits.inputEnd)}]`,
       { start, end },
     );
+  }
+
+  private checkNested(what: string): void {
+    if (!this.limits.attachTable) {
+      throw new VmmError('ENOSYS', `${what} needs VIRTIO_IOMMU_F_ATTACH_TABLE, which was not negotiated`);
+    }
   }
 
   private copy(readable: Uint8Array): void {

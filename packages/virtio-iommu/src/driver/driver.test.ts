@@ -185,6 +185,36 @@ describe('batching', () => {
     });
   });
 
+  it('refuses requests the negotiated features do not allow, and bad INVALIDATE fields', () => {
+    const plain = setup({ features: [IommuFeature.MAP_UNMAP] }).driver.batch();
+    expect(() => plain.attach(1, 1, 1)).toThrow(expect.objectContaining({ code: 'ENOSYS' }));
+    expect(() => plain.attach(1, 1, 2)).toThrow(/flags/);
+    const inv = {
+      granularity: 1,
+      caches: 1,
+      flags: 0,
+      domain: 1,
+      pasid: 0,
+      archid: 0,
+      virtStart: 0,
+      nrPages: 0,
+      granule: 0,
+    };
+    expect(() => plain.invalidate(inv)).toThrow(/ATTACH_TABLE/);
+    expect(() => plain.attachTable(1, 1, { format: 1, payload: new Uint8Array([1, 0]) })).toThrow(
+      /ATTACH_TABLE/,
+    );
+    const nested = setup().driver.batch();
+    expect(() => nested.invalidate({ ...inv, granularity: 3 })).toThrow(/granularity/);
+    expect(() => nested.invalidate({ ...inv, caches: 8 })).toThrow(/caches/);
+    expect(() => nested.invalidate({ ...inv, granule: 64 })).toThrow(/granule/);
+    expect(() => nested.invalidate({ ...inv, flags: 8 })).toThrow(/flags/);
+    expect(() => nested.attachTable(1, 1, { format: 2, payload: new Uint8Array([1, 0]) })).toThrow(
+      /le16 format/,
+    );
+    expect(nested.length + plain.length).toBe(0);
+  });
+
   it('refuses bad arguments before anything is queued', () => {
     const { driver, device } = setup({
       inputRange: { start: 0n, end: 0xffff_ffffn },

@@ -155,6 +155,8 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       inputStart: this.config.inputRange.start,
       inputEnd: this.config.inputRange.end,
       mmio: this.features.mmio,
+      bypassConfig: this.features.bypassConfig,
+      attachTable: this.features.attachTable,
     };
     this.domains = new DomainRegistry(this.config.domainRange.start, this.config.domainRange.end);
     const wait: CompletionWait = {

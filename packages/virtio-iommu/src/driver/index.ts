@@ -1,6 +1,7 @@
 // The guest driver of virtio-iommu: what `src/index.ts` re-exports.
 export type { BatchLimits, InvalidateArgs } from './batch.js';
-export { BatchResult, IommuBatch } from './batch.js';
+export { IommuBatch } from './batch.js';
+export { BatchResult } from './batch-result.js';
 export type { IommuConfig, IommuFeatures } from './config.js';
 export { DRIVER_FEATURES, MAX_PROBE_SIZE } from './config.js';
 export type { DomainKind } from './domain-registry.js';

@@ -6,7 +6,8 @@
  */
 import { createIotlbGather, type IoPgtableFlushOps, type IotlbGather } from '@vmmkit/core';
 import { InvalidateCache, InvalidateFlag, InvalidateGranularity } from '../protocol/constants.js';
-import type { BatchResult, IommuBatch } from './batch.js';
+import type { IommuBatch } from './batch.js';
+import type { BatchResult } from './batch-result.js';
 
 /** Whom an invalidation is for: a domain, optionally one PASID, and the ASID of its tables. */
 export interface InvalidationTarget {
