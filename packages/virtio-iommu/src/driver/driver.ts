@@ -7,8 +7,6 @@ import {
   featureBit,
   type GuestMemory,
   hex,
-  type MmioAccessor,
-  type NestedFormatDescription,
   PAGE_SIZE,
   type PageAllocator,
   TypedEmitter,
@@ -35,6 +33,13 @@ import {
   readIommuConfig,
 } from './config.js';
 import { type DomainKind, DomainRegistry } from './domain-registry.js';
+import {
+  type EndpointInfo,
+  mapFlags,
+  type ServiceSource,
+  type VirtioIommuDriverEvents,
+  type VirtioIommuDriverOptions,
+} from './driver-options.js';
 import { FaultQueue, type IgnoredEventReason, type IommuFault } from './fault-events.js';
 
 import { identityRanges } from './identity-map.js';
@@ -48,55 +53,8 @@ import { describeTableFormats, type EndpointProbe, parseProbeProperties } from '
 import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
 import { type CompletionWait, RequestRing } from './request-ring.js';
 
-export type { DomainKind };
-
-export interface VirtioIommuDriverEvents {
-  /** A fault report from the event queue. */
-  fault: (fault: IommuFault) => void;
-  /** An event buffer came back that is not a valid report (wrong length, reserved bytes set). */
-  ignoredEvent: (reason: IgnoredEventReason, usedLength: number) => void;
-  /** The device set DEVICE_NEEDS_RESET (virtio 1.2 §2.1.2): requests will fail until `close()` and a new driver. */
-  needsReset: () => void;
-}
-
-export interface VirtioIommuDriverOptions extends CompletionWait {
-  mmio: MmioAccessor;
-  /** Guest-physical base of the virtio-mmio window. */
-  base: number;
-  memory: GuestMemory;
-  /** Where rings, request slots, event buffers and (nested) tables come from. */
-  allocator: PageAllocator;
-  /** Entries of the request queue (default 256, as QEMU and kvmtool). */
-  requestQueueSize?: number;
-  /** Entries of the event queue, all posted as 24-byte buffers (default 64). */
-  eventQueueSize?: number;
-  /** Restricts the features asked for (default `DRIVER_FEATURES`). */
-  features?: bigint;
-  /** The guest's page size (default 4 KiB): MAP domains need a device granule no larger. */
-  guestPageSize?: number;
-  /**
-   * Where nested attach finds the PASID-table vendors and io-pgtable formats plugins registered
-   * (`TOKENS.PasidTableLibrary`, `TOKENS.IoPgtableRegistry`), e.g. `createContainer([smmuv3Plugin])`.
-   */
-  container?: ServiceSource;
-}
-
-/** The part of an inversify container the driver uses. */
-export interface ServiceSource {
-  get<T>(token: symbol): T;
-}
-
-/** What PROBE said about an endpoint, with a typed description of each table format offered. */
-export interface EndpointInfo {
-  id: number;
-  probe: EndpointProbe;
-  formats: NestedFormatDescription[];
-}
-
-/** MAP flags from read/write/mmio permissions. */
-export function mapFlags(prot: { read?: boolean; write?: boolean; mmio?: boolean }): number {
-  return (prot.read ? MapFlag.READ : 0) | (prot.write ? MapFlag.WRITE : 0) | (prot.mmio ? MapFlag.MMIO : 0);
-}
+export type { DomainKind, EndpointInfo, ServiceSource, VirtioIommuDriverEvents, VirtioIommuDriverOptions };
+export { mapFlags };
 
 export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   /** Negotiated feature bits, transport bits included. */
