@@ -25,6 +25,7 @@ export class IommuState {
   nestedOn = false;
   /** The `bypass` config field. */
   bypass: boolean;
+  private readonly bypassConfigOffered: boolean;
   // Granule masks for alignment checks, as signed 32-bit halves (lowest set bit of page_size_mask).
   private alignLo = 0;
   private alignHi = 0;
@@ -40,6 +41,7 @@ export class IommuState {
   ) {
     for (const e of endpoints) this.endpoints.set(e.id, e);
     this.bypass = options.bypass;
+    this.bypassConfigOffered = (options.offered & (1n << BigInt(IommuFeature.BYPASS_CONFIG))) !== 0n;
     this.setGeometry(options);
   }
 
@@ -70,8 +72,8 @@ export class IommuState {
 
   /** Whether an endpoint outside every domain passes through (virtio 1.2 §5.13.5, bypass rules). */
   unattachedBypass(): boolean {
-    const offeredConfig = (this.options.offered & (1n << BigInt(IommuFeature.BYPASS_CONFIG))) !== 0n;
-    return (offeredConfig && this.bypass) || this.legacyBypassOn;
+    // "Offered", not "negotiated": the initial bypass also covers firmware that never negotiates.
+    return (this.bypassConfigOffered && this.bypass) || this.legacyBypassOn;
   }
 
   domainInRange(domain: number): boolean {

@@ -132,4 +132,38 @@ describe('virtio-iommu nested over the SMMUv3 model', () => {
     expect(h.device.domains()).toEqual([]);
     expect(h.translate({ endpoint: ENDPOINT, iova: BigInt(IOVA), access: 'read', pasid: 1 }).ok).toBe(true);
   });
+
+  it('format 1: one Arm LPAE table for DMA without PASID', async () => {
+    const h = createVirtioIommuHarness({
+      endpoints: [{ id: ENDPOINT }],
+      plugins: [smmuv3Plugin],
+      memorySize: 64 << 20,
+    });
+    const { memory, allocator } = h.guest;
+    const cfg: IoPgtableCfg = {
+      ias: 48,
+      oas: 48,
+      pgsizeBitmap: 0x1000 | 0x20_0000 | 0x4000_0000,
+      coherentWalk: true,
+      memory,
+      allocator,
+      vendor: {},
+      tlb: { flushAll: () => {}, flushWalk: () => {}, addPage: () => {} },
+    };
+    const pgtable = armLpaeS1Format.alloc(cfg);
+    pgtable.map(0x20_0000, PA, 0x20_0000, IommuProt.READ);
+    const { format, payload } = armLpaeS1Format.attachDescriptor!(cfg, 7);
+    expect(format).toBe(TableFormat.ARM_LPAE);
+    const attach = encodeAttachTable({ domain: 9, endpoint: ENDPOINT, format, payload: payload.subarray(2) });
+    expect(await requestStatus(h, attach)).toBe(Status.OK);
+    expect(h.translate({ endpoint: ENDPOINT, iova: 0x20_1234n, access: 'read' })).toEqual({
+      ok: true,
+      address: BigInt(PA + 0x1234),
+    });
+    expect(h.translate({ endpoint: ENDPOINT, iova: 0x20_1234n, access: 'write' })).toMatchObject({
+      fault: { reason: FaultReason.PERMISSION },
+    });
+    // A single page table has no PASIDs.
+    expect(h.translate({ endpoint: ENDPOINT, iova: 0x20_1234n, access: 'read', pasid: 1 }).ok).toBe(false);
+  });
 });
