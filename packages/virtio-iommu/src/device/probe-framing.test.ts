@@ -121,6 +121,18 @@ describe('framing', () => {
     expect(h.device.requestStats.unanswered).toBe(cases.length);
   });
 
+  it('raises the used-buffer interrupt for completed requests and for fault reports', async () => {
+    const h = createVirtioIommuHarness({ endpoints, bypass: false });
+    const before = h.interrupts;
+    expect(await requestStatus(h, attach)).toBe(Status.OK);
+    expect(h.interrupts).toBe(before + 1);
+    expect(h.transport.interruptStatus & 1).toBe(1);
+    h.guest.virtio.ackInterrupt(1);
+    h.translate({ endpoint: 9, iova: 0n, access: 'read' });
+    expect(h.interrupts).toBe(before + 2);
+    expect(h.events()).toHaveLength(1);
+  });
+
   it('a malformed descriptor chain comes back with used length 0 and the device keeps working', async () => {
     const h = createVirtioIommuHarness({ endpoints });
     const { requestQueue, memory, scratch, virtio } = h.guest;
