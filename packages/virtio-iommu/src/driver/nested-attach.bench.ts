@@ -1,10 +1,4 @@
-import {
-  createContainer,
-  createIotlbGather,
-  type IoPgtableRegistry,
-  type PasidTableLibrary,
-  TOKENS,
-} from '@vmmkit/core';
+import { createContainer, type IoPgtableRegistry, type PasidTableLibrary, TOKENS } from '@vmmkit/core';
 import { afterAll, bench, describe } from 'vitest';
 // Relative until @vmmkit/virtio-iommu lists @vmmkit/smmuv3 as a devDependency (see nested.int.test.ts).
 import { smmuv3Plugin } from '../../../smmuv3/src/index.js';
@@ -48,6 +42,7 @@ function libraryOnly1024(): void {
   const dev = { name: 'bare', memory, allocator, features: { ssidBits: 10, asidBits: 16 } };
   const table = library.registerPasidTable('arm-smmu-v3', dev, null, { sync: () => {} });
   table.alloc();
+  if (table.cfg.base === 0) failures++;
   const tables = PASIDS.map((pasid) => {
     const ops = registry.alloc('arm-lpae-s1', {
       ias: 48,
@@ -65,7 +60,6 @@ function libraryOnly1024(): void {
   for (const pasid of PASIDS) table.write(pasid, null);
   for (const ops of tables) ops.free();
   table.free();
-  if (createIotlbGather().pgsize !== 0) failures++;
 }
 
 describe('virtio-iommu nested attach, 1024 PASIDs (arm vendor)', () => {
