@@ -8,8 +8,6 @@ import type { ProbeAnswers } from './probe.js';
 
 /** Zeros copied in front of a tail when the writable part is longer than what the reply needs. */
 const ZEROS = new Uint8Array(4096);
-/** Marks "return the buffer unwritten, used length 0". */
-const NO_REPLY = -1;
 
 /**
  * Frames requests popped from `requestq` (virtio 1.2 §5.13.6.1): parses the readable part,
@@ -139,7 +137,6 @@ export class RequestHandler {
    * last 4 bytes (PROTOCOL.md framing). Returns the used length: the whole writable part.
    */
   private reply(chain: DescriptorChain, status: number, body: Uint8Array | null): number {
-    if (status === NO_REPLY) return 0;
     const writable = chain.writableLength;
     const tailAt = writable - RequestSize.TAIL;
     let at = 0;
