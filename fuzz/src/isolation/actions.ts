@@ -300,7 +300,7 @@ const setupArb: fc.Arbitrary<Action[]> = fc
       { minLength: 1, maxLength: 6 },
     ),
     fc.constantFrom(0 as const, 1 as const, 2 as const),
-    fc.constantFrom(1, 2, 3),
+    fc.constantFrom(2, 3, 3),
   )
   .map(([attaches, maps, s1dss, tableEndpoint]) => [
     ...attaches.map((a): Action => ({ kind: 'attach', ...a, flags: 0, reserved: 0 })),

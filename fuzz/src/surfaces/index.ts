@@ -1,0 +1,282 @@
+/**
+ * Fuzz entry points, one per surface that parses guest memory or guest register writes. Each
+ * input builds a fresh machine, so a failure reproduces from its input alone.
+ */
+import { createNestedTranslation, DmaAccess, NO_PASID } from '@vmmkit/core';
+import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
+import { ArmLpaeNestedBackend, ArmSmmuV3PasidBackend } from '@vmmkit/smmuv3';
+import { createVirtioIommuHarness } from '@vmmkit/virtio-iommu/testing';
+import { DMA_WINDOW_SIZE, DmaEngine, DmaReg, DmaStatus } from '@vmmkit/vmm';
+import fc from 'fast-check';
+import { scenarioArb } from '../isolation/actions.js';
+import { runScenario } from '../isolation/run.js';
+import { iommuTranslator } from '../world.js';
+import { expectThat, type Surface, surface } from './surface.js';
+
+const RAM = 0x4000_0000;
+const RAM_SIZE = 1 << 20;
+const inRam = (pa: number, len = 1) => pa >= RAM && pa + len <= RAM + RAM_SIZE;
+
+/** Raw virtio-iommu requests: any bytes, any type, any split of readable and writable parts. */
+const requests = surface({
+  name: 'requests',
+  description: 'raw virtio-iommu requests (any type byte, length, descriptor split)',
+  input: fc.array(
+    fc.record({
+      type: fc.integer({ min: 0, max: 9 }),
+      body: fc.oneof(
+        fc.uint8Array({ maxLength: 96 }),
+        // Exactly the readable size of a type (minus the type byte), mostly zeros: deeper checks.
+        fc.constantFrom(19, 27, 35, 71, 83, 59).chain((n) =>
+          fc
+            .array(
+              fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(255) }),
+              {
+                minLength: n,
+                maxLength: n,
+              },
+            )
+            .map((bytes: number[]) => Uint8Array.from(bytes)),
+        ),
+      ),
+      split: fc.nat({ max: 3 }),
+      writable: fc.oneof(fc.constant([4]), fc.array(fc.integer({ min: 0, max: 600 }), { maxLength: 3 })),
+    }),
+    { minLength: 1, maxLength: 8 },
+  ),
+  async run(list) {
+    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }, { id: 2 }], memorySize: 2 << 20 });
+    const labels = new Set<string>();
+    let broken: string | null = null;
+    h.device.on('broken', (reason) => {
+      broken = reason;
+    });
+    for (const r of list) {
+      const bytes = new Uint8Array(r.body.length + 1);
+      bytes[0] = r.type;
+      bytes.set(r.body, 1);
+      const cut = Math.min(bytes.length, r.split * 8);
+      const readable =
+        cut > 0 && cut < bytes.length ? [bytes.subarray(0, cut), bytes.subarray(cut)] : [bytes];
+      const total = (r.writable as number[]).reduce((a: number, b: number) => a + b, 0);
+      const { usedLength, written } = await h.submitChain(readable, r.writable);
+      if (usedLength === 0) labels.add('used 0');
+      else {
+        // virtio 1.2 §5.13.6: the status is the last 4 bytes of the writable part.
+        expectThat(usedLength === total, `used length ${usedLength} of a ${total}-byte writable part`);
+        const status = written[total - 4]!;
+        expectThat(status <= 8, `status ${status} is not one the spec names`);
+        labels.add(`type ${r.type} S${status}`);
+      }
+    }
+    // Well-formed chains with any bytes in them never break the queue.
+    expectThat(broken === null, `the device wants a reset: ${broken}`);
+    return [...labels].sort().join(' ');
+  },
+});
+
+const rawDescriptor = fc.record({
+  addr: fc.oneof(
+    fc.integer({ min: RAM, max: RAM + RAM_SIZE }),
+    fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+    fc.constantFrom(0, RAM + RAM_SIZE - 1),
+  ),
+  len: fc.oneof(fc.integer({ min: 0, max: 64 }), fc.constantFrom(0xffff_ffff, 0x8000_0000, 4096)),
+  flags: fc.integer({ min: 0, max: 7 }),
+  next: fc.integer({ min: 0, max: 0xffff }),
+});
+
+/** Descriptor chains and ring indexes a hostile driver writes; the device side pops them. */
+const rings = surface({
+  name: 'rings',
+  description: 'split-ring descriptor tables, avail ring and indexes (chains, loops, indirect)',
+  input: fc.record({
+    size: fc.constantFrom(1, 2, 8, 16, 256),
+    indirect: fc.boolean(),
+    descriptors: fc.array(rawDescriptor, { maxLength: 20 }),
+    heads: fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 10 }),
+    availIdx: fc.option(fc.integer({ min: 0, max: 0xffff }), { nil: undefined }),
+    indirectTable: fc.array(rawDescriptor, { maxLength: 8 }),
+  }),
+  run(input) {
+    const { memory } = createTestMemory({ base: RAM, size: RAM_SIZE });
+    const mock = new MockSplitQueue(memory, RAM + 0x1000, input.size);
+    const queue = mock.deviceQueue({ indirect: input.indirect });
+    input.descriptors.forEach((d, i) => {
+      if (i < input.size) mock.writeDescriptor(i, d);
+    });
+    mock.writeTable(RAM + 0x8_0000, input.indirectTable);
+    for (const h of input.heads) mock.pushAvail(h);
+    if (input.availIdx !== undefined) mock.setAvailIdx(input.availIdx);
+    const outcomes = new Set<string>();
+    // Bounded: a queue never yields more chains than the driver could have made available.
+    for (let i = 0; i <= 0x1_0000; i++) {
+      const popped = queue.pop();
+      if (popped === null) break;
+      expectThat(i < 0x1_0000, 'the queue kept yielding chains');
+      if (popped.ok) {
+        const c = popped.chain;
+        for (const s of [...c.readable, ...c.writable]) {
+          expectThat(
+            s.len === 0 || inRam(s.addr, s.len),
+            `segment ${s.addr.toString(16)}+${s.len} outside guest RAM`,
+          );
+        }
+        outcomes.add('chain');
+        queue.pushUsed(c.head, 0);
+      } else {
+        outcomes.add(popped.error);
+        queue.pushUsed(popped.head, 0);
+      }
+      if (queue.broken) break;
+    }
+    if (queue.broken) outcomes.add('needs-reset');
+    return [...outcomes].sort().join(' ') || 'empty';
+  },
+});
+
+/** SMMUv3 CDs, L1 descriptors and LPAE page tables as raw guest bytes, walked by the arm backends. */
+const tables = surface({
+  name: 'tables',
+  description: 'STE/CD/L1CD and LPAE page-table bytes walked by the arm nested backends (formats 1, 2)',
+  input: fc.record({
+    format: fc.constantFrom(1, 2),
+    /** Raw payload bytes, or (absent) fields in range with reserved bytes zero so walks run. */
+    raw: fc.option(fc.uint8Array({ minLength: 66, maxLength: 66 }), { nil: undefined }),
+    fields: fc.tuple(fc.nat(3), fc.nat(3), fc.nat(21), fc.nat()),
+    pointerPage: fc.integer({ min: 0, max: 255 }),
+    pages: fc.array(
+      fc.record({
+        page: fc.integer({ min: 0, max: 255 }),
+        bytes: fc.uint8Array({ minLength: 8, maxLength: 512 }),
+      }),
+      { maxLength: 12 },
+    ),
+    walks: fc.array(
+      fc.record({
+        pasid: fc.constantFrom(NO_PASID, 0, 1, 3, 1023, 0xf_ffff),
+        iova: fc.oneof(fc.integer({ min: 0, max: 2 ** 48 - 1 }), fc.integer({ min: 0, max: 0x20_0000 })),
+        write: fc.boolean(),
+      }),
+      { minLength: 1, maxLength: 8 },
+    ),
+  }),
+  run(input) {
+    const { memory } = createTestMemory({ base: RAM, size: RAM_SIZE });
+    for (const p of input.pages) memory.write(RAM + p.page * 0x1000, p.bytes.subarray(0, 0x1000));
+    const payload = new Uint8Array(68);
+    const view = new DataView(payload.buffer);
+    const [s1fmt, s1dss, s1cdmax, bits] = input.fields;
+    if (input.raw !== undefined) payload.set(input.raw, 2);
+    else if (input.format === 2) {
+      view.setUint8(2, s1fmt);
+      view.setUint8(3, s1dss);
+      view.setUint32(4, s1cdmax, true);
+    } else {
+      view.setUint16(2, bits & 0xffff, true);
+      // TCR_EL1: T0SZ 16..39, IRGN0/ORGN0/SH0 write-back inner-shareable, TG0, EPD1; IPS.
+      view.setUint32(
+        8,
+        (16 + (bits % 24)) | (1 << 8) | (1 << 10) | (3 << 12) | (((bits >>> 5) & 3) << 14) | (1 << 23),
+        true,
+      );
+      view.setUint32(12, (bits >>> 8) & 7, true);
+      view.setBigUint64(24, 0xf404ff44n, true);
+    }
+    view.setUint16(0, input.format, true);
+    // Point the table into RAM most of the time, so walks go past the attach checks.
+    if (input.format === 2)
+      new DataView(payload.buffer).setBigUint64(8, BigInt(RAM + input.pointerPage * 0x1000), true);
+    else new DataView(payload.buffer).setBigUint64(16, BigInt(RAM + input.pointerPage * 0x1000), true);
+    const backend = input.format === 2 ? new ArmSmmuV3PasidBackend() : new ArmLpaeNestedBackend();
+    const attached = backend.attach({ memory, endpoint: 1, payload, pasidBits: 20 });
+    if (!attached.ok) return `attach refused ${attached.status}`;
+    const out = createNestedTranslation();
+    const outcomes = new Set<string>();
+    for (const w of input.walks) {
+      const ok = attached.table.translate(w.pasid, w.iova, w.write ? DmaAccess.WRITE : DmaAccess.READ, out);
+      if (ok) {
+        // Stage 2 is the identity over guest RAM here: an output beyond 2^53 or negative is a host bug.
+        expectThat(Number.isSafeInteger(out.pa) && out.pa >= 0, `translation to ${out.pa}`);
+        outcomes.add('ok');
+      } else outcomes.add(`fault ${out.fault}`);
+    }
+    return [...outcomes].sort().join(' ');
+  },
+});
+
+/** The virtio-mmio register file of the virtio-iommu transport: any offset, size and value. */
+const mmio = surface({
+  name: 'mmio',
+  description: 'virtio-mmio v2 register file (any offset, width, value; config space; notify)',
+  input: fc.array(
+    fc.record({
+      offset: fc.oneof(fc.integer({ min: 0, max: 0x1ff }), fc.integer({ min: 0, max: 0xfff })),
+      size: fc.constantFrom(1 as const, 2 as const, 4 as const, 8 as const),
+      write: fc.boolean(),
+      value: fc.oneof(fc.nat(), fc.constantFrom(0, 0xf, 0xffff_ffff, 2 ** 32 - 1, 0x8b)),
+    }),
+    { minLength: 1, maxLength: 40 },
+  ),
+  run(accesses) {
+    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], memorySize: 2 << 20 });
+    let reads = 0;
+    for (const a of accesses) {
+      if (a.write) h.transport.write(a.offset, a.size, a.value >>> 0);
+      else {
+        const v = h.transport.read(a.offset, a.size);
+        expectThat(Number.isInteger(v), `read of ${a.offset} returned ${v}`);
+        reads++;
+      }
+    }
+    const status = h.transport.read(0x70, 4);
+    return `status ${status & 0xff} reads ${reads > 0}`;
+  },
+});
+
+/** DMA engine registers programmed by the guest, behind a virtio-iommu with random state. */
+const dmaRegisters = surface({
+  name: 'dma-registers',
+  description: 'DMA engine registers (addresses, lengths, PASID, op, doorbell) through the virtio-iommu',
+  input: fc.record({
+    bypass: fc.boolean(),
+    writes: fc.array(
+      fc.record({
+        offset: fc.oneof(
+          fc.constantFrom(...Object.values(DmaReg)),
+          fc.integer({ min: 0, max: DMA_WINDOW_SIZE + 8 }),
+        ),
+        size: fc.constantFrom(1 as const, 2 as const, 4 as const, 4 as const, 8 as const),
+        value: fc.oneof(
+          fc.nat(),
+          fc.nat(0x3000),
+          fc.constantFrom(0, 1, 2, 0xffff_ffff, 0x8000_0001, 0x4000_0000, 0x1000),
+        ),
+      }),
+      { minLength: 1, maxLength: 30 },
+    ),
+  }),
+  run(input) {
+    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], memorySize: 2 << 20, bypass: input.bypass });
+    const engine = new DmaEngine('dma', h.memory, { raise() {} }, () => translator, 1, 20);
+    const translator = iommuTranslator(h.device);
+    for (const w of input.writes) engine.write(w.offset, w.size, w.value >>> 0);
+    engine.write(DmaReg.DOORBELL, 4, 1);
+    const status = engine.read(DmaReg.STATUS, 4);
+    expectThat(status === DmaStatus.DONE || status === DmaStatus.ERROR, `status ${status} after a doorbell`);
+    return `${status === DmaStatus.DONE ? 'done' : `error ${engine.read(DmaReg.ERROR, 4)}`}`;
+  },
+});
+
+/** The whole-stack isolation scenario as a fuzz surface (long passes find deeper sequences). */
+const isolation = surface({
+  name: 'isolation',
+  description: 'guest action sequences against the reference model (the isolation property)',
+  input: scenarioArb,
+  run(scenario) {
+    runScenario(scenario);
+    return `${scenario.actions.length >= 30 ? 'long' : 'short'} sequence`;
+  },
+});
+
+export const SURFACES: readonly Surface[] = [requests, rings, tables, mmio, dmaRegisters, isolation];
