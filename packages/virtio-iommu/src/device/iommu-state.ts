@@ -210,7 +210,10 @@ export class IommuState {
     if (tree.overlaps(sLo, sHi, eLo, eHi)) return Status.INVAL;
     // virtio 1.2 §5.13.6.8.2.2: the device SHOULD reject MAPs over RESV_MEM regions (S_INVAL).
     if (domain.reservedOverlap(sLo, sHi, eLo, eHi)) return Status.INVAL;
-    if (tree.size >= this.options.maxMappingsPerDomain) return Status.NOMEM;
+    // Resource caps: S_NOMEM (virtio 1.2 §5.13.6: insufficient resources).
+    if (tree.size >= this.options.maxMappingsPerDomain || this.pool.live >= this.options.maxMappings) {
+      return Status.NOMEM;
+    }
     tree.insert(this.pool.allocate(sLo, sHi, eLo, eHi, pLo, pHi, flags));
     if (this.emitter.listenerCount('map') > 0) {
       this.emitter.emit('map', {

@@ -128,6 +128,14 @@ describe('MAP', () => {
     expect(await requestStatus(h, map(0x3000, 0x3fff))).toBe(Status.OK);
   });
 
+  it('more mappings than maxMappings over all domains is S_NOMEM', async () => {
+    const h = await withDomain({ maxMappings: 2 });
+    expect(await requestStatus(h, encodeAttach({ domain: 2, endpoint: 2 }))).toBe(Status.OK);
+    expect(await requestStatus(h, map(0x1000, 0x1fff))).toBe(Status.OK);
+    expect(await requestStatus(h, map(0x1000, 0x1fff, 0, RW, 2))).toBe(Status.OK);
+    expect(await requestStatus(h, map(0x2000, 0x2fff, 0, RW, 2))).toBe(Status.NOMEM);
+  });
+
   it('maps the top of the 64-bit space exactly', async () => {
     const h = await withDomain();
     const top = U64_MAX - 0x1fffn;

@@ -55,6 +55,11 @@ export interface VirtioIommuDeviceOptions {
   maxDomains?: number;
   /** Cap on mappings per domain; default 2^20. */
   maxMappingsPerDomain?: number;
+  /**
+   * Cap on mappings over all domains. Default: none beyond the per-domain cap, since every live
+   * domain holds at least one of the declared endpoints (so at most endpoints × per-domain cap).
+   */
+  maxMappings?: number;
   /** Size of both virtqueues; default 256 (QEMU, kvmtool). */
   queueSize?: number;
   name?: string;
@@ -90,6 +95,7 @@ export interface ResolvedOptions {
   nestedBackends: NestedBackendRegistry | null;
   maxDomains: number;
   maxMappingsPerDomain: number;
+  maxMappings: number;
   queueSize: number;
 }
 
@@ -208,6 +214,7 @@ export function resolveOptions(options: VirtioIommuDeviceOptions): ResolvedOptio
     nestedBackends: options.nestedBackends ?? null,
     maxDomains: positive(options.maxDomains, 1 << 16, 'maxDomains', 0x1_0000_0000),
     maxMappingsPerDomain: positive(options.maxMappingsPerDomain, 1 << 20, 'maxMappingsPerDomain', 2 ** 31),
+    maxMappings: positive(options.maxMappings, 2 ** 53 - 1, 'maxMappings', 2 ** 53 - 1),
     queueSize: queueSize(options.queueSize),
   };
 }

@@ -45,6 +45,7 @@ export interface VirtioIommuHarnessOptions {
   queueSize?: number;
   maxDomains?: number;
   maxMappingsPerDomain?: number;
+  maxMappings?: number;
   /** Event buffers to post after DRIVER_OK (default: the queue size, as Linux). */
   eventBuffers?: number;
 }
@@ -149,6 +150,7 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
     queueSize,
     maxDomains: options.maxDomains,
     maxMappingsPerDomain: options.maxMappingsPerDomain,
+    maxMappings: options.maxMappings,
   });
   let interrupts = 0;
   const transport = new VirtioMmioTransport(device, {
