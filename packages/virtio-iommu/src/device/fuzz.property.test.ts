@@ -2,7 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RequestSize } from '../protocol/constants.js';
 import { encodeAttach } from '../protocol/requests.js';
-import { createVirtioIommuHarness, requestStatus } from '../testing/index.js';
+import {
+  createFakeNestedBackend,
+  createVirtioIommuHarness,
+  fakeNestedPlugin,
+  requestStatus,
+} from '../testing/index.js';
 
 /**
  * Hostile requests: arbitrary bytes, lengths and descriptor splits never make the device throw
@@ -41,6 +46,12 @@ const request = fc
       bytes[8] = bytes[8]! & 3;
       bytes.fill(0, 9, 12);
     }
+    // ATTACH_TABLE: a known format and zero flags half of the time.
+    if (smallIds && type === 6 && bytes.length >= 18) {
+      bytes.fill(0, 12, 16);
+      bytes[16] = 2 + (bytes[16]! & 1);
+      bytes[17] = 0;
+    }
     return bytes;
   });
 
@@ -53,7 +64,14 @@ describe('request parsing is total', () => {
         { id: 2 },
       ],
       pageSizeMask: 0xfffn,
-      probeSize: 64,
+      probeSize: 192,
+      // Nested requests reach a real backend, which must refuse hostile payloads with a status.
+      plugins: [
+        fakeNestedPlugin(
+          createFakeNestedBackend(),
+          createFakeNestedBackend({ format: 2, kind: 'pasid-table' }),
+        ),
+      ],
     });
     await requestStatus(h, encodeAttach({ domain: 1, endpoint: 0 }));
     const seen = { answered: 0, unanswered: 0 };
