@@ -210,4 +210,52 @@ describe('driver ↔ device', () => {
       true,
     );
   });
+
+  it('works as a worker-mode driver: notifications reach the device only while the driver waits', () => {
+    const harness = createVirtioIommuHarness({ endpoints: [{ id: 9 }], bypass: false, memorySize: 4 << 20 });
+    const { mmio, base, memory, allocator } = harness.guest;
+    // A device on another thread: a kick is only seen once the vCPU blocks.
+    const deferred: number[] = [];
+    const lagging: MmioAccessor = {
+      read8: (gpa) => mmio.read8(gpa),
+      read16: (gpa) => mmio.read16(gpa),
+      read32: (gpa) => mmio.read32(gpa),
+      write8: (gpa, v) => mmio.write8(gpa, v),
+      write16: (gpa, v) => mmio.write16(gpa, v),
+      write32: (gpa, v) => {
+        if (gpa === base + VirtioMmioReg.QUEUE_NOTIFY && driverReady) deferred.push(v);
+        else mmio.write32(gpa, v);
+      },
+    };
+    let driverReady = false;
+    let waits = 0;
+    const driver = new VirtioIommuDriver({
+      mmio: lagging,
+      base,
+      memory,
+      allocator,
+      wait: () => {
+        waits++;
+        for (const q of deferred.splice(0)) mmio.write32(base + VirtioMmioReg.QUEUE_NOTIFY, q);
+      },
+    });
+    driverReady = true;
+    const faults: IommuFault[] = [];
+    driver.on('fault', (f) => faults.push(f));
+    const domain = driver.createDomain();
+    driver.attach(9, domain);
+    const batch = driver.batch();
+    for (let i = 0; i < 100; i++) batch.map(domain, i * 0x1000, RAM + i * 0x1000, 0x1000, 1);
+    expect(batch.submit().ok).toBe(true);
+    expect(waits).toBeGreaterThan(0);
+    expect(harness.translate({ endpoint: 9, iova: 0x63_010n, access: 'read' })).toMatchObject({
+      ok: true,
+      address: BigInt(RAM + 0x63_010),
+    });
+    // A fault raised while no request waits: the interrupt handler reads it.
+    expect(harness.translate({ endpoint: 9, iova: 0x100_0000n, access: 'write' }).ok).toBe(false);
+    expect(driver.handleInterrupt()).toBe(1);
+    expect(faults).toEqual([expect.objectContaining({ reason: 'mapping', endpoint: 9, write: true })]);
+    expect(harness.transport.interruptStatus).toBe(0);
+  });
 });
