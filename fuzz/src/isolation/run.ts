@@ -463,13 +463,15 @@ class ScenarioRunner {
             verdict.exact ? verdict.reason : -1,
             verdict.faultOk,
           );
-          return this.checkUnexplained(region, explained, write);
+          this.checkUnexplained(region, explained, write);
+          return;
         }
         if (error === DmaError.BUS) {
           const offRam =
             verdict.pages === null || verdict.pages.some((pa) => !inRam(pa + (at % PAGE_BIG), chunk));
           if (!offRam) this.fail(`BUS error at ${hex(at)} though every allowed target is RAM`);
-          return this.checkUnexplained(region, explained, write);
+          this.checkUnexplained(region, explained, write);
+          return;
         }
         this.fail(`stopped after ${done} of ${action.length} bytes with error ${error}`);
       }

@@ -85,7 +85,7 @@ export class UpstreamModel {
     if (existing?.kind === 'table') return [Status.UNSUPP];
     const bypass = (flags & ATTACH_BYPASS) !== 0;
     if (existing !== undefined && (existing.kind === 'bypass') !== bypass) return [Status.INVAL];
-    if (existing !== undefined && existing.endpoints.has(endpoint)) return [Status.OK];
+    if (existing?.endpoints.has(endpoint)) return [Status.OK];
     if (existing !== undefined && this.mappingsCoverRegions(existing, endpoint)) return [Status.UNSUPP];
     if (existing === undefined && this.domains.size >= this.config.maxDomains) {
       // The implicit detach may free a slot first: the spec fixes no order between the two.
