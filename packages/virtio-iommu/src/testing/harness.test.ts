@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { MapFlag, Status } from '../protocol/constants.js';
+import { encodeAttach, encodeMap, encodeUnmap } from '../protocol/requests.js';
+import { createVirtioIommuHarness } from './harness.js';
+import { requestStatus } from './status.js';
+
+/** The harness itself: batches larger than the queue, statuses in order, unanswered requests. */
+
+describe('createVirtioIommuHarness', () => {
+  it('submitBatch answers each request in order, across several queue-fulls', async () => {
+    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], queueSize: 16 });
+    expect(await requestStatus(h, encodeAttach({ domain: 1, endpoint: 1 }))).toBe(Status.OK);
+    const requests: Uint8Array[] = [];
+    const expected: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const virtStart = (i % 20) * 0x1000;
+      requests.push(
+        encodeMap({ domain: 1, virtStart, virtEnd: virtStart + 0xfff, physStart: 0, flags: MapFlag.READ }),
+      );
+      // The first 20 MAPs succeed, the next 30 overlap them.
+      expected.push(i < 20 ? Status.OK : Status.INVAL);
+    }
+    requests.push(Uint8Array.of(0x42, 0, 0, 0));
+    expected.push(0xff);
+    requests.push(encodeUnmap({ domain: 1, virtStart: 0, virtEnd: 0xf_ffff }));
+    expected.push(Status.OK);
+    expect(Array.from(h.submitBatch(requests))).toEqual(expected);
+    expect(h.device.mappingCount).toBe(0);
+  });
+
+  it('restart() negotiates again after a reset, with fresh queues', async () => {
+    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }] });
+    const first = h.guest.requestQueue;
+    expect(await requestStatus(h, encodeAttach({ domain: 1, endpoint: 1 }))).toBe(Status.OK);
+    h.restart();
+    expect(h.guest.requestQueue).not.toBe(first);
+    expect(h.device.domains()).toEqual([]);
+    expect(await requestStatus(h, encodeAttach({ domain: 2, endpoint: 1 }))).toBe(Status.OK);
+    expect(h.device.endpointDomain(1)).toBe(2);
+  });
+});
