@@ -29,7 +29,10 @@ export interface StreamInfo {
   s1fmt: number;
   s1cdmax: number;
   s1dss: number;
+  /** S1ContextPtr bits [51:6]. */
   contextPtr: number;
+  /** S1ContextPtr bits [55:52] were not zero: the pointer is beyond the OAS. */
+  contextPtrHigh: boolean;
 }
 
 /** Outcome of a validation: the decoded structure, or the event type and why. */
@@ -46,36 +49,34 @@ export function checkSte(w: Uint32Array, p: SmmuParams): Checked<StreamInfo> {
   const lo1 = w[2]!;
   if ((lo0 & 1) === 0) return bad(EventType.C_BAD_STE, 'STE.V is 0');
   const config = (lo0 >>> 1) & 7;
-  const s1fmt = (lo0 >>> 4) & 3;
+  // §5.2 S1Fmt: 0b11 is Reserved and behaves as 0b00 (linear).
+  const s1fmt = ((lo0 >>> 4) & 3) % 3;
+  // S1ContextPtr is [55:6]; bits [55:52] lie beyond any OAS this model has (kept as a flag, a
+  // number cannot hold them exactly). Bits [58:56] are RES0 and ignored (§5: either is allowed).
   const contextPtr = (hi0 & 0xfffff) * 2 ** 32 + ((lo0 & 0xffff_ffc0) >>> 0);
+  const contextPtrHigh = ((hi0 >>> 20) & 0xf) !== 0;
   const s1cdmax = hi0 >>> 27;
-  const s1dss = lo1 & 3;
-  const strw = (lo1 >>> 30) & 3;
-  // IHI 0070 §5.2: Config 0b000 aborts silently, 0b100 bypasses both stages, 0b101 is stage 1 only.
-  if (config === 0) return { ok: true, value: { kind: StreamKind.ABORT, s1fmt, s1cdmax, s1dss, contextPtr } };
-  if (config === 4)
-    return { ok: true, value: { kind: StreamKind.BYPASS, s1fmt, s1cdmax, s1dss, contextPtr } };
-  // Config 0b001–0b011 are reserved (ILLEGAL); 0b110/0b111 need stage 2, which IDR0.S2P=0 lacks.
-  if (config !== 5)
-    return bad(EventType.C_BAD_STE, `STE.Config ${config.toString(2)} is reserved or needs stage 2`);
-  // Dword 0 [58:52] are RES0.
-  if (((hi0 >>> 20) & 0x7f) !== 0) return bad(EventType.C_BAD_STE, 'STE dword 0 bits [58:52] are RES0');
-  // S1CDMax above IDR1.SSIDSIZE is ILLEGAL.
+  // §5.2 S1DSS: 0b11 is Reserved and behaves as 0b00 (terminate).
+  const s1dss = (lo1 & 3) % 3;
+  const info = { kind: StreamKind.S1 as number, s1fmt, s1cdmax, s1dss, contextPtr, contextPtrHigh };
+  // §5.2 Config: 0b000 aborts without an event and the reserved 0b001–0b011 behave as 0b000;
+  // 0b100 bypasses both stages; 0b11x needs stage 2, ILLEGAL with IDR0.S2P == 0.
+  if (config < 4) return { ok: true, value: { ...info, kind: StreamKind.ABORT } };
+  if (config === 4) return { ok: true, value: { ...info, kind: StreamKind.BYPASS } };
+  if (config !== 5) return bad(EventType.C_BAD_STE, `STE.Config 0b${config.toString(2)} needs stage 2`);
+  // §5.2 S1CDMax: 0 to IDR1.SSIDSIZE inclusive; other values are ILLEGAL.
   if (s1cdmax > p.ssidBits) {
     return bad(EventType.C_BAD_STE, `STE.S1CDMax ${s1cdmax} exceeds SSIDSIZE ${p.ssidBits}`);
   }
-  if (s1cdmax !== 0) {
-    // S1Fmt 0b11 is reserved; two-level formats need IDR0.CD2L. Ignored when S1CDMax = 0.
-    if (s1fmt === 3) return bad(EventType.C_BAD_STE, 'STE.S1Fmt 3 is reserved');
-    if (s1fmt !== 0 && !p.twoLevelCd) {
-      return bad(EventType.C_BAD_STE, 'STE.S1Fmt selects a two-level CD table but CD2L is not implemented');
-    }
-    // S1DSS 0b11 is reserved.
-    if (s1dss === 3) return bad(EventType.C_BAD_STE, 'STE.S1DSS 3 is reserved');
+  // §5.2 S1Fmt: a two-level CD table without IDR0.CD2L is ILLEGAL (ignored when S1CDMax = 0).
+  if (s1cdmax !== 0 && s1fmt !== 0 && !p.twoLevelCd) {
+    return bad(EventType.C_BAD_STE, 'STE.S1Fmt selects a two-level CD table but CD2L is not implemented');
   }
-  // STRW: only NS-EL1 (0b00) is usable without IDR0.HYP; EL2 and reserved values are ILLEGAL.
-  if (strw !== 0) return bad(EventType.C_BAD_STE, `STE.STRW ${strw} needs EL2 support (IDR0.HYP=0)`);
-  return { ok: true, value: { kind: StreamKind.S1, s1fmt, s1cdmax, s1dss, contextPtr } };
+  // §5.5: with stage 1 enabled, S1STALLD == 1 is ILLEGAL unless STALL_MODEL == 0b00 (this SMMU
+  // has no stall: 0b01). STRW is RES0 without IDR0.Hyp, and is ignored.
+  if (((lo1 >>> 27) & 1) === 1)
+    return bad(EventType.C_BAD_STE, 'STE.S1STALLD is 1 but the SMMU cannot stall');
+  return { ok: true, value: info };
 }
 
 const TG0_SHIFT = [12, 16, 14, -1];
@@ -137,14 +138,16 @@ function checkTtb(
   if ((shift === 12 && !p.granule4k) || (shift === 14 && !p.granule16k) || (shift === 16 && !p.granule64k)) {
     return `TG${n} selects a granule the SMMU does not implement`;
   }
-  // T0SZ bounds: 16 (48-bit VA, no VAX) to 39 (no IDR3.STT); QEMU enforces the same range.
+  // §5.4 TnSZ: 16 (no IDR5.VAX) to 39 (no IDR3.STT); out of range is ILLEGAL (SMMUv3.1+).
   if (tsz < 16 || tsz > 39) return `T${n}SZ ${tsz} is outside 16..39`;
-  // Dword 1/2 bits [3:2] and [63:52] are RES0.
-  if ((lo & 0xc) !== 0 || hi >>> 20 !== 0) return `TTB${n} dword has RES0 bits set`;
-  // TTBn beyond the effective output size: ILLEGAL CD (QEMU: C_BAD_CD; reference §9.4).
+  // §5.4 TTBn: outside the effective IPS is ILLEGAL, and so is beyond 48 bits with a granule
+  // smaller than 64K (no DS). The other bits of the dword (E0PD, HAFT, PnCH …, RES0 for this
+  // SMMU's features) are ignored.
   const ttb = (hi & 0xfffff) * 2 ** 32 + ((lo & 0xffff_fff0) >>> 0);
-  if (ttb >= 2 ** outputBits)
+  if (ttb >= 2 ** outputBits) {
     return `TTB${n} 0x${ttb.toString(16)} is beyond the ${outputBits}-bit output size`;
+  }
+  if (shift !== 16 && ttb >= 2 ** 48) return `TTB${n} is beyond 48 bits with a granule below 64K`;
   return null;
 }
 
@@ -154,21 +157,24 @@ export function checkCd(w: Uint32Array, p: SmmuParams): Checked<S1Context> {
   const hi0 = w[1]!;
   if (lo0 >>> 31 === 0) return bad(EventType.C_BAD_CD, 'CD.V is 0');
   if (((hi0 >>> 9) & 1) === 0) return bad(EventType.C_BAD_CD, 'CD.AA64 is 0 (AArch32 tables unsupported)');
-  if (((lo0 >>> 15) & 1) !== 0)
-    return bad(EventType.C_BAD_CD, 'CD.ENDI is 1 (big-endian tables unsupported)');
-  // HA/HD without IDR0.HTTU, S without a stall model are ILLEGAL; A=0 with IDR0.TERM_MODEL=1 too (QEMU).
+  // §5.4 HA/HD without IDR0.HTTU are ILLEGAL; §5.5: S=1 with STALL_MODEL 0b01 and A=0 with
+  // TERM_MODEL 1 (abort only) are ILLEGAL.
   if (((hi0 >>> 10) & 3) !== 0) return bad(EventType.C_BAD_CD, 'CD.HA/HD set but HTTU is not implemented');
   if (((hi0 >>> 12) & 1) !== 0)
     return bad(EventType.C_BAD_CD, 'CD.S set but the stall model is not implemented');
   if (((hi0 >>> 14) & 1) === 0) return bad(EventType.C_BAD_CD, 'CD.A is 0 but TERM_MODEL requires abort');
   const asid = hi0 >>> 16;
   if (!p.asid16 && asid > 0xff) return bad(EventType.C_BAD_CD, `CD.ASID ${asid} is wider than 8 bits`);
-  const ips = hi0 & 7;
-  if (ips === 7) return bad(EventType.C_BAD_CD, 'CD.IPS 7 is reserved');
-  // An IPS larger than the implemented OAS behaves as the OAS.
+  // §5.4 IPS: 0b111 is Reserved and behaves as 0b110 (SMMUv3.1–3.3); the effective IPS is
+  // capped to the OAS.
+  const ips = Math.min(hi0 & 7, 6);
   const outputBits = Math.min(IPS_BITS[ips]!, p.oas);
   const epd0 = ((lo0 >>> 14) & 1) === 1;
   const epd1 = ((lo0 >>> 30) & 1) === 1;
+  // §5.4 ENDI: big-endian tables are ILLEGAL (IDR0.TTENDIAN = little only), unless no TTB is walked.
+  if (((lo0 >>> 15) & 1) !== 0 && !(epd0 && epd1)) {
+    return bad(EventType.C_BAD_CD, 'CD.ENDI is 1 but the SMMU walks little-endian tables only');
+  }
   const t0sz = lo0 & 0x3f;
   const shift0 = TG0_SHIFT[(lo0 >>> 6) & 3]!;
   if (!epd0) {
@@ -206,8 +212,10 @@ export function checkCd(w: Uint32Array, p: SmmuParams): Checked<S1Context> {
     c.startLevel = startLevel;
     c.startShift = startShift;
     c.startIndexBits = inputSize - startShift;
-    // The start table is aligned to its size; lower TTB0 bits are ignored (QEMU's indexmask).
-    c.tableBase = ttb - (ttb % 2 ** tableBits);
+    // §5.4 TTB0: bits below the start table's alignment (its size; at least 64 bytes with a
+    // 52-bit output) are treated as zero.
+    const alignBits = outputBits === 52 ? Math.max(tableBits, 6) : tableBits;
+    c.tableBase = ttb - (ttb % 2 ** alignBits);
     // Blocks: 4K at L1/L2, 16K at L2, 64K at L2 (and L1 with 52-bit output, FEAT_LPA).
     c.minBlockLevel = g === 12 ? 1 : g === 16 && p.oas === 52 ? 1 : 2;
     c.lpa = g === 16 && outputBits === 52;

@@ -137,8 +137,9 @@ describe('hostile guest structures: the model never throws, never loops, always 
     expect(name(smmu.translate({ sid: 1, iova: 0, access: 'read' }))).toBe('F_STE_FETCH');
     smmu.setStreamConfig(1, encodeSte(linuxSte({ s1ContextPtr: 2 ** 47 })));
     expect(name(smmu.translate({ sid: 1, iova: 0, access: 'read' }))).toBe('F_CD_FETCH');
+    // IHI 0070 §3.4.3 (SMMUv3.1+): a CD fetch beyond the OAS is C_BAD_STE, not a fetch abort.
     smmu.setStreamConfig(1, encodeSte(linuxSte({ s1ContextPtr: 2 ** 51 })));
-    expect(name(smmu.translate({ sid: 1, iova: 0, access: 'read' }))).toBe('F_CD_FETCH');
+    expect(name(smmu.translate({ sid: 1, iova: 0, access: 'read' }))).toBe('C_BAD_STE');
   });
 });
 

@@ -95,7 +95,9 @@ export class ContextResolver {
           return this.fail(EventType.F_STE_FETCH, 'L1STD not readable', l1Address);
         }
         const span = this.pair[0]! & 0x1f;
-        const l2ptr = (this.pair[1]! & 0xfffff) * 2 ** 32 + ((this.pair[0]! & 0xffff_ffc0) >>> 0);
+        let l2ptr = (this.pair[1]! & 0xfffff) * 2 ** 32 + ((this.pair[0]! & 0xffff_ffc0) >>> 0);
+        // §5.1 L2Ptr is [55:6]: bits [55:52] put the array beyond the OAS (§3.4.3: F_STE_FETCH).
+        if (((this.pair[1]! >>> 20) & 0xf) !== 0) l2ptr = 2 ** 52;
         if (trace !== null) {
           trace.push({
             label: 'L1STD',
@@ -113,7 +115,9 @@ export class ContextResolver {
         if (l2Index >= 2 ** (span - 1)) {
           return this.fail(EventType.C_BAD_STREAMID, `StreamID ${sid} is beyond L1STD.Span ${span}`);
         }
-        steAddress = l2ptr + l2Index * 64;
+        // §5.1: L2Ptr[5 + (Span − 1):0] are treated as zero (the array is aligned to its size).
+        const arrayBytes = 64 * 2 ** (span - 1);
+        steAddress = l2ptr - (l2ptr % arrayBytes) + l2Index * 64;
       }
       words = this.words;
       if (!this.fetch(steAddress, words, 16)) {
@@ -141,30 +145,46 @@ export class ContextResolver {
       if (!checked.ok) return this.fail(checked.type, checked.reason);
       return checked.value;
     }
+    const oasLimit = 2 ** this.params.oas;
+    // §3.4.3 (SMMUv3.1+): a CD or L1CD fetch through S1ContextPtr beyond the OAS is C_BAD_STE.
+    if (ste.contextPtrHigh) return this.fail(EventType.C_BAD_STE, 'S1ContextPtr is beyond the OAS');
+    const ptr = ste.contextPtr;
     if (ste.s1cdmax === 0) {
-      cdAddress = ste.contextPtr;
+      cdAddress = ptr;
     } else if (ste.s1fmt === 0) {
-      cdAddress = ste.contextPtr + cdIndex * 64;
+      // §5.2 S1Fmt 0b00: the linear table is aligned to its size; S1ContextPtr[S1CDMax+5:6] are
+      // RES0 and treated as zero.
+      cdAddress = ptr - (ptr % (64 * 2 ** ste.s1cdmax)) + cdIndex * 64;
     } else {
       const split = ste.s1fmt === 1 ? 6 : 10;
-      const l1Address = ste.contextPtr + Math.floor(cdIndex / 2 ** split) * 8;
+      // §5.2: the L1 table is aligned to its size or 64 bytes, whichever is greater.
+      const l1Bytes = Math.max(8 * 2 ** Math.max(ste.s1cdmax - split, 0), 64);
+      const l1Address = ptr - (ptr % l1Bytes) + Math.floor(cdIndex / 2 ** split) * 8;
+      if (l1Address + 8 > oasLimit) return this.fail(EventType.C_BAD_STE, 'L1CD address is beyond the OAS');
       if (!this.fetch(l1Address, this.pair, 2)) {
         return this.fail(EventType.F_CD_FETCH, 'L1CD not readable', l1Address);
       }
-      const l2ptr = (this.pair[1]! & 0xfffff) * 2 ** 32 + ((this.pair[0]! & 0xffff_f000) >>> 0);
+      const lo = this.pair[0]!;
+      const hi = this.pair[1]!;
+      // §5.3 L2Ptr is [55:12]; with 64K leaves L2Ptr[15:12] are RES0 and treated as zero here.
+      const l2ptr = (hi & 0xfffff) * 2 ** 32 + ((lo & (split === 10 ? 0xffff_0000 : 0xffff_f000)) >>> 0);
       if (trace !== null) {
-        const valid = (this.pair[0]! & 1) === 1;
         trace.push({
           label: 'L1CD',
           address: l1Address,
           value: hexWords(this.pair),
-          fields: { valid, l2ptr },
+          fields: { valid: (lo & 1) === 1, l2ptr },
         });
       }
-      // §5.3: an L1CD with V=0 leaves the substream without a CD.
-      if ((this.pair[0]! & 1) === 0) return this.fail(EventType.C_BAD_SUBSTREAMID, 'L1CD.V is 0');
+      // §5.3.1: an L1CD with V=0 leaves the substream without a CD.
+      if ((lo & 1) === 0) return this.fail(EventType.C_BAD_SUBSTREAMID, 'L1CD.V is 0');
       cdAddress = l2ptr + (cdIndex % 2 ** split) * 64;
+      // §3.4.3 (SMMUv3.1+): an L2Ptr beyond the OAS is C_BAD_SUBSTREAMID.
+      if (((hi >>> 20) & 0xf) !== 0 || cdAddress + 64 > oasLimit) {
+        return this.fail(EventType.C_BAD_SUBSTREAMID, 'L1CD.L2Ptr is beyond the OAS');
+      }
     }
+    if (cdAddress + 64 > oasLimit) return this.fail(EventType.C_BAD_STE, 'the CD address is beyond the OAS');
     if (!this.fetch(cdAddress, this.words, 16)) {
       return this.fail(EventType.F_CD_FETCH, 'CD not readable', cdAddress);
     }
@@ -202,9 +222,10 @@ export class ContextResolver {
       if (!(ssid < 2 ** ste.s1cdmax)) {
         return this.fail(EventType.C_BAD_SUBSTREAMID, `SubstreamID ${ssid} ≥ 2^S1CDMax (${ste.s1cdmax})`);
       }
-      // §5.2 S1DSS: with 0b10 CD 0 serves transactions without a SubstreamID and SSID 0 is illegal.
+      // §5.2 S1DSS 0b10: CD 0 serves transactions without a SubstreamID; SubstreamID 0 is then
+      // terminated with F_STREAM_DISABLED (§7.3.7).
       if (ssid === 0 && ste.s1dss === 2) {
-        return this.fail(EventType.C_BAD_SUBSTREAMID, 'SubstreamID 0 is reserved by S1DSS=SSID0');
+        return this.fail(EventType.F_STREAM_DISABLED, 'SubstreamID 0 is reserved by S1DSS=SSID0');
       }
       cdIndex = ssid;
     } else if (ste.s1cdmax === 0) {

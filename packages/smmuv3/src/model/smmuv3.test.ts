@@ -125,7 +125,7 @@ describe('stream table and substreams', () => {
 
   it('two-level stream table: Span, L2Ptr, out-of-span StreamIDs', () => {
     const l1 = alloc.alloc(8 * 4, 64);
-    const l2 = alloc.alloc(64 * 256);
+    const l2 = alloc.alloc(64 * 256, 64 * 256); // §5.1: the L2 array is aligned to its size
     const cd = alloc.alloc(64);
     writeCd(memory, cd, linuxCd(tables, 1));
     memory.write(l1 + 8 * 2, encodeL1StreamDesc({ span: 9, l2ptr: l2 }));
@@ -164,17 +164,17 @@ describe('stream table and substreams', () => {
     };
     expect(run(2)).toBe(0x4100_0008); // no SSID → CD 0
     expect(run(2, 3)).toBe(0x4200_0008);
-    expect(run(2, 0)).toBe('C_BAD_SUBSTREAMID'); // SSID 0 reserved by S1DSS=SSID0
+    expect(run(2, 0)).toBe('F_STREAM_DISABLED'); // SSID 0 reserved by S1DSS=SSID0 (§7.3.7)
     expect(run(0, 0)).toBe(0x4100_0008); // S1DSS terminate: SSID 0 is an ordinary substream
     expect(run(0)).toBe('F_STREAM_DISABLED');
     expect(run(1)).toBe(0x1008); // bypass stage 1
     expect(run(2, 16)).toBe('C_BAD_SUBSTREAMID'); // ≥ 2^S1CDMax
     expect(run(2, 5)).toBe('C_BAD_CD'); // CD 5 is zero
-    expect(run(3)).toBe('C_BAD_STE');
+    expect(run(3)).toBe('F_STREAM_DISABLED'); // S1DSS 0b11 behaves as terminate
     smmu.setStreamConfig(7, writeSteBytes({ s1ContextPtr: cdTable, s1cdmax: 0 }));
     expect(smmu.translate({ sid: 7, ssid: 1, iova: 0x1008, access: 'read' })).toMatchObject({
       ok: false,
-      event: { name: 'C_BAD_SUBSTREAMID', ssid: 1, ssv: true },
+      event: { name: 'C_BAD_SUBSTREAMID', ssid: 1, ssv: false }, // §7.3.9: no SSV qualifier
     });
     smmu.setStreamConfig(7, writeSteBytes({ s1ContextPtr: cdTable, s1cdmax: 5 }));
     expect(smmu.translate({ sid: 7, iova: 0x1008, access: 'read' })).toMatchObject({
@@ -189,7 +189,7 @@ describe('stream table and substreams', () => {
       [2, 10],
     ] as const) {
       const s1cdmax = 12;
-      const l1 = alloc.alloc(8 * 2 ** (s1cdmax - split), 64);
+      const l1 = alloc.alloc(8 * 2 ** (s1cdmax - split), 8 * 2 ** (s1cdmax - split));
       const leaves = new Map<number, number>();
       const roots: number[] = [];
       const n = 3000;
@@ -197,7 +197,7 @@ describe('stream table and substreams', () => {
         const l1Index = ssid >> split;
         let leaf = leaves.get(l1Index);
         if (leaf === undefined) {
-          leaf = alloc.alloc(64 * 2 ** split, 4096);
+          leaf = alloc.alloc(64 * 2 ** split, 64 * 2 ** split);
           leaves.set(l1Index, leaf);
           memory.write(l1 + 8 * l1Index, encodeL1CdDesc({ valid: true, l2ptr: leaf }));
         }

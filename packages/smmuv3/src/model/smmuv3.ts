@@ -348,12 +348,11 @@ export class Smmuv3 {
     const r = this.resolver;
     const type = r.eventType;
     this.counters.faults++;
-    const event = makeEvent(type, {
-      sid,
-      ssv: ssid >= 0,
-      ssid: Math.max(ssid, 0),
-      fetchAddress: r.eventFetchAddress,
-    });
+    // §7.3: C_BAD_SUBSTREAMID always carries a SubstreamID (no SSV; 0 when CD 0 was used for a
+    // transaction without one); F_STREAM_DISABLED carries none.
+    const ssidField = type === EventType.F_STREAM_DISABLED ? 0 : Math.max(ssid, 0);
+    const ssv = ssid >= 0 && type !== EventType.C_BAD_SUBSTREAMID && type !== EventType.F_STREAM_DISABLED;
+    const event = makeEvent(type, { sid, ssv, ssid: ssidField, fetchAddress: r.eventFetchAddress });
     if (type === ABORT_EVENT_TYPE) event.name = 'ABORT';
     out.event = event;
     // An STE abort records nothing; configuration errors are always recorded.

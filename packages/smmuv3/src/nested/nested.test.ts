@@ -247,6 +247,8 @@ describe('format 2: SMMUv3 PASID table', () => {
     expect(status(pasidPayload({ s1cdmax: 5, ptr: cdTable }), 4)).toBe('inval');
     expect(status(pasidPayload({ s1cdmax: 21, ptr: cdTable }))).toBe('inval');
     expect(status(pasidPayload({ s1cdmax: 4, ptr: cdTable + 8 }))).toBe('inval');
+    expect(status(pasidPayload({ s1cdmax: 4, ptr: cdTable + 64 }))).toBe('inval'); // linear: aligned to its size
+    expect(status(pasidPayload({ s1cdmax: 0, ptr: cdTable + 64 }))).toBe('ok');
     expect(status(pasidPayload({ s1cdmax: 4, ptr: 2 ** 52 }))).toBe('inval');
     expect(status(pasidPayload({ s1cdmax: 4, ptr: 0x1000_0000 }))).toBe('fault');
     expect(status(pasidPayload({ s1cdmax: 20, ptr: cdTable }))).toBe('fault'); // 64 MiB table leaves RAM

@@ -60,14 +60,16 @@ export class ArmSmmuV3PasidBackend implements NestedTableBackend {
     if (s1fmt !== 0 && s1cdmax !== 0 && this.options.features.twoLevelCdTables === false) {
       return inval('two-level CD tables are not offered');
     }
-    // STE.S1ContextPtr is bits [51:6]: a pointer with bits outside them is misaligned or unrepresentable.
-    if (ptrHi >= 2 ** 20 || (ptrLo & 0x3f) !== 0) {
-      return inval('s1contextptr must be 64-byte aligned and below 2^52');
-    }
+    // STE.S1ContextPtr is bits [51:6] here (a 52-bit OAS at most).
+    if (ptrHi >= 2 ** 20) return inval('s1contextptr must be below 2^52');
     const ptr = ptrHi * 2 ** 32 + ptrLo;
     const split = s1fmt === 1 ? 6 : 10;
     const tableBytes =
-      s1cdmax === 0 ? 64 : s1fmt === 0 ? 64 * 2 ** s1cdmax : 8 * Math.ceil(2 ** s1cdmax / 2 ** split);
+      s1cdmax === 0 ? 64 : s1fmt === 0 ? 64 * 2 ** s1cdmax : 8 * 2 ** Math.max(s1cdmax - split, 0);
+    // IHI 0070 §5.2 S1Fmt: a linear table is aligned to its size, an L1 table to its size or 64
+    // bytes, whichever is greater; a single CD to 64 bytes.
+    const align = Math.max(tableBytes, 64);
+    if (ptr % align !== 0) return inval(`s1contextptr must be aligned to ${align} bytes`);
     // PROTOCOL.md: a table pointer outside guest RAM is S_FAULT.
     if (ptr + tableBytes > 2 ** this.options.oas || !memory.isAccessible(ptr, tableBytes)) {
       return {
