@@ -11,9 +11,17 @@ import {
   InvalidateGranularity,
   MapFlag,
   RequestSize,
+  RequestType,
   Status,
 } from '../protocol/constants.js';
-import { decodeRequest, encodeAttach, encodeAttachTable, encodeDetach } from '../protocol/requests.js';
+import {
+  decodeRequest,
+  encodeAttach,
+  encodeAttachTable,
+  encodeDetach,
+  MapOffset,
+  UnmapOffset,
+} from '../protocol/requests.js';
 import { toU64, U64_MAX } from '../protocol/u64.js';
 import { BatchResult, describeRequest } from './batch-result.js';
 import { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from './hot-encoders.js';
@@ -35,6 +43,12 @@ export interface BatchLimits {
   bypassConfig: boolean;
   /** Whether ATTACH_TABLE and INVALIDATE exist (F_ATTACH_TABLE negotiated). */
   attachTable: boolean;
+}
+
+/** Told of every MAP and UNMAP the device accepted (the driver keeps mappings with it). */
+export interface MappingObserver {
+  mapped(domain: number, start: bigint, end: bigint, phys: bigint, flags: number): void;
+  unmapped(domain: number, start: bigint, end: bigint): void;
 }
 
 /** An INVALIDATE as the nested code queues it; 64-bit fields are safe integers. */
@@ -71,6 +85,7 @@ export class IommuBatch {
     private readonly limits: BatchLimits,
     /** Requests to make room for up front (the batch grows as needed). */
     expected = INITIAL_REQUESTS,
+    private readonly observer: MappingObserver | null = null,
   ) {
     const room = Math.max(1, Math.min(Math.floor(expected), 1 << 16));
     this.staging = new Uint8Array(room * SLOT_SIZE);
@@ -298,6 +313,7 @@ export class IommuBatch {
         const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
         failures.push(new VirtioIommuRequestError(status, describeRequest(decodeRequest(bytes), i)));
       }
+      if (this.observer !== null) this.report(count, statuses);
       return new BatchResult(count, statuses, failures);
     } finally {
       // Results are read: a fault listener may now reuse this batch.
@@ -364,6 +380,33 @@ export class IommuBatch {
       `${what} [${hex(start)}, ${hex(end)}] leaves the device's input range [${hex(this.limits.inputStart)}, ${hex(this.limits.inputEnd)}]`,
       { start, end },
     );
+  }
+
+  /** Hands every accepted MAP/UNMAP to the observer, fields read back from the staged bytes. */
+  private report(count: number, statuses: Uint8Array): void {
+    const view = this.view;
+    const u64 = (at: number) =>
+      (BigInt(view.getUint32(at + 4, true)) << 32n) | BigInt(view.getUint32(at, true));
+    for (let i = 0; i < count; i++) {
+      if (statuses[i] !== Status.OK) continue;
+      const at = i * SLOT_SIZE;
+      const type = view.getUint8(at);
+      if (type === RequestType.MAP) {
+        this.observer!.mapped(
+          view.getUint32(at + MapOffset.DOMAIN, true),
+          u64(at + MapOffset.VIRT_START),
+          u64(at + MapOffset.VIRT_END),
+          u64(at + MapOffset.PHYS_START),
+          view.getUint32(at + MapOffset.FLAGS, true),
+        );
+      } else if (type === RequestType.UNMAP) {
+        this.observer!.unmapped(
+          view.getUint32(at + UnmapOffset.DOMAIN, true),
+          u64(at + UnmapOffset.VIRT_START),
+          u64(at + UnmapOffset.VIRT_END),
+        );
+      }
+    }
   }
 
   private checkNested(what: string): void {

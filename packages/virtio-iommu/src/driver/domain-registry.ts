@@ -1,6 +1,7 @@
 /** The driver's record of domains and endpoints, kept in step with what the device holds. */
 import { VmmError } from '@vmmkit/core';
 import { IdAllocator } from './id-allocator.js';
+import { KeptMappings } from './kept-mappings.js';
 
 /**
  * What the driver knows of a domain. `paging` domains use MAP/UNMAP; `identity` domains map
@@ -14,6 +15,8 @@ export interface DomainRecord {
   endpoints: Set<number>;
   /** Identity domain emulated with MAPs: whether the device currently holds them. */
   identityMapped: boolean;
+  /** Mappings the driver keeps to replay after the domain died (paging domains, `keepMappings`). */
+  kept: KeptMappings | null;
 }
 
 export class DomainRegistry {
@@ -27,10 +30,16 @@ export class DomainRegistry {
   }
 
   /** A fresh domain ID; the device creates the domain at its first attach. */
-  create(kind: DomainKind): number {
+  create(kind: DomainKind, keepMappings = false): number {
     const id = this.ids.alloc();
-    this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false });
+    const kept = keepMappings && kind === 'paging' ? new KeptMappings() : null;
+    this.domains.set(id, { kind, endpoints: new Set(), identityMapped: false, kept });
     return id;
+  }
+
+  /** The record of a domain, or `undefined` (no error: for observers of device answers). */
+  find(domain: number): DomainRecord | undefined {
+    return this.domains.get(domain);
   }
 
   /** Releases a domain ID; the domain must have no endpoint left. */

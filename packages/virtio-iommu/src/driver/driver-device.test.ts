@@ -162,6 +162,43 @@ describe('driver ↔ device', () => {
     driver.destroyDomain(second);
   });
 
+  it('with keepMappings, replays the mappings when a domain that lost its last endpoint is attached again', () => {
+    const harness = createVirtioIommuHarness({
+      endpoints: [{ id: 9 }, { id: 10 }],
+      bypass: false,
+      memorySize: 4 << 20,
+    });
+    const { mmio, base, memory, allocator } = harness.guest;
+    const driver = new VirtioIommuDriver({ mmio, base, memory, allocator, keepMappings: true });
+    const dma = (endpoint: number, iova: bigint) => {
+      const r = harness.translate({ endpoint, iova, access: 'read' });
+      return r.ok ? r.address : null;
+    };
+    const domain = driver.createDomain();
+    driver.attach(9, domain);
+    driver
+      .batch()
+      .map(domain, 0x1000, RAM + 0x1000, 0x1000, 1)
+      .map(domain, 0x2000, RAM + 0x5000, 0x2000, 3)
+      .map(domain, 0xffff_ffff_ffff_f000n, RAM + 0x9000, 0x1000, 1)
+      .submit()
+      .throwIfFailed();
+    driver.unmap(domain, 0x1000, 0x1000);
+    // Refused (it would split a mapping): nothing changes, on the device or in the driver.
+    expect(() => driver.unmap(domain, 0x2000, 0x1000)).toThrow(expect.objectContaining({ code: 'ERANGE' }));
+    expect(driver.keptMappings(domain).map((m) => m.start)).toEqual([0x2000n, 0xffff_ffff_ffff_f000n]);
+    driver.detach(9);
+    expect(dma(9, 0x2000n)).toBeNull();
+    // The endpoint comes back through another one's move: 10 attaches first, the domain is recreated.
+    driver.attach(10, domain);
+    expect(dma(10, 0x3008n)).toBe(BigInt(RAM + 0x6008));
+    expect(dma(10, 0xffff_ffff_ffff_fff0n)).toBe(BigInt(RAM + 0x9ff0));
+    expect(dma(10, 0x1000n)).toBeNull();
+    // A second endpoint joins a live domain: nothing is replayed (the device would refuse overlaps).
+    driver.attach(9, domain);
+    expect(dma(9, 0x2000n)).toBe(BigInt(RAM + 0x5000));
+  });
+
   it('makes identity domains with ATTACH_F_BYPASS when BYPASS_CONFIG is negotiated', () => {
     const { driver, translate } = setup({ bypass: false });
     expect(translate(10, 0x1234n)).toBeNull();

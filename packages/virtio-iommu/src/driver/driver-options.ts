@@ -27,6 +27,12 @@ export interface VirtioIommuDriverOptions extends CompletionWait {
   eventQueueSize?: number;
   /** Restricts the features asked for (default `DRIVER_FEATURES`). */
   features?: bigint;
+  /**
+   * Keep the mappings of MAP/UNMAP domains in the driver, as Linux does, and replay them when an
+   * endpoint attaches to a domain that had lost its last endpoint (and with it, on the device,
+   * its mappings). Costs a tree entry per mapping. Default false.
+   */
+  keepMappings?: boolean;
   /** The guest's page size (default 4 KiB): MAP domains need a device granule no larger. */
   guestPageSize?: number;
   /**

@@ -23,7 +23,7 @@ import {
   VIRTIO_IOMMU_DEVICE_ID,
 } from '../protocol/constants.js';
 import { encodeProbe } from '../protocol/requests.js';
-import { type BatchLimits, IommuBatch } from './batch.js';
+import { type BatchLimits, IommuBatch, type MappingObserver } from './batch.js';
 import {
   DRIVER_FEATURES,
   decodeFeatures,
@@ -43,6 +43,7 @@ import {
 import { FaultQueue, type IgnoredEventReason, type IommuFault } from './fault-events.js';
 
 import { identityRanges } from './identity-map.js';
+import type { KeptMapping } from './kept-mappings.js';
 import { type AttachPasidTableOptions, attachPasidTable, type NestedPasidDomain } from './nested-pasid.js';
 import {
   type AttachPageTableOptions,
@@ -72,6 +73,9 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   private readonly domains: DomainRegistry;
   private readonly endpoints = new Map<number, EndpointInfo>();
   private eventsPending = false;
+  private readonly keepMappings: boolean;
+  /** Keeps the mappings of `keepMappings` domains in step with what the device accepted. */
+  private readonly observer: MappingObserver | null;
   private closed = false;
   private readonly sink = {
     fault: (fault: IommuFault) => this.emit('fault', fault),
@@ -86,6 +90,14 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     this.allocator = allocator;
     this.container = options.container;
     this.guestPageSize = options.guestPageSize ?? PAGE_SIZE;
+    this.keepMappings = options.keepMappings ?? false;
+    this.observer = this.keepMappings
+      ? {
+          mapped: (domain, start, end, phys, flags) =>
+            this.domains.find(domain)?.kept?.mapped(start, end, phys, flags),
+          unmapped: (domain, start, end) => this.domains.find(domain)?.kept?.unmapped(start, end),
+        }
+      : null;
     this.transport = new VirtioMmioDriver(mmio, base, memory, allocator);
     const id = this.transport.probe();
     if (id !== VIRTIO_IOMMU_DEVICE_ID) {
@@ -155,7 +167,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
 
   /** A new batch (room for `expected` requests, default 64; it grows): queue requests, then `submit()` sends them with one notification per queue-full. */
   batch(expected?: number): IommuBatch {
-    return new IommuBatch(this.ring, this.limits, expected);
+    return new IommuBatch(this.ring, this.limits, expected, this.observer);
   }
 
   /** Writes the global `bypass` field (virtio 1.2 §5.13.4.2: only with BYPASS_CONFIG). */
@@ -229,7 +241,12 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
         { granule: this.config.granule, guestPageSize: this.guestPageSize },
       );
     }
-    return this.domains.create(kind);
+    return this.domains.create(kind, this.keepMappings);
+  }
+
+  /** Mappings the driver keeps for a domain (`keepMappings`), in address order. */
+  keptMappings(domain: number): KeptMapping[] {
+    return this.domains.record(domain).kept?.list() ?? [];
   }
 
   /** Releases a domain ID; the domain must have no endpoint left. */
@@ -251,7 +268,8 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   /**
    * Attaches an endpoint (PROBE first, as virtio 1.2 §5.13.6.8 recommends). An endpoint attached
    * elsewhere moves (the device detaches it implicitly). Identity domains without BYPASS_CONFIG
-   * get guest RAM mapped 1:1, minus the endpoint's reserved regions.
+   * get guest RAM mapped 1:1, minus the endpoint's reserved regions; with `keepMappings`, a
+   * domain that had lost its last endpoint gets its mappings replayed.
    */
   attach(endpoint: number, domain: number): void {
     const record = this.domains.record(domain);
@@ -264,9 +282,17 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     const info = this.probeEndpoint(endpoint);
     const useBypassFlag =
       record.kind === 'bypass' || (record.kind === 'identity' && this.features.bypassConfig);
+    // The device creates the domain anew when it has no endpoint (virtio 1.2 §5.13.6.3), empty.
+    const created = record.endpoints.size === 0;
     const batch = this.batch(1).attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
     batch.submit().throwIfFailed();
     this.domains.attached(endpoint, domain);
+    if (created && record.kept !== null && record.kept.size > 0) {
+      const kept = record.kept.list();
+      const replay = this.batch(kept.length);
+      for (const m of kept) replay.map(domain, m.start, m.phys, m.end - m.start + 1n, m.flags);
+      replay.submit().throwIfFailed();
+    }
     if (record.kind === 'identity' && !useBypassFlag && !record.identityMapped) {
       const ranges = identityRanges(
         this.memory,

@@ -1,5 +1,5 @@
 // The guest driver of virtio-iommu: what `src/index.ts` re-exports.
-export type { BatchLimits, InvalidateArgs } from './batch.js';
+export type { BatchLimits, InvalidateArgs, MappingObserver } from './batch.js';
 export { IommuBatch } from './batch.js';
 export { BatchResult } from './batch-result.js';
 export type { IommuConfig, IommuFeatures } from './config.js';
@@ -13,6 +13,7 @@ export type {
 } from './driver.js';
 export { mapFlags, VirtioIommuDriver } from './driver.js';
 export type { FaultReasonName, IgnoredEventReason, IommuFault } from './fault-events.js';
+export type { KeptMapping } from './kept-mappings.js';
 export type { PgtableGeometryOptions } from './nested-common.js';
 export type { InvalidationTarget } from './nested-invalidation.js';
 export type { AttachPasidTableOptions } from './nested-pasid.js';
