@@ -1,6 +1,7 @@
 import {
   type DeviceQueue,
   featureBit,
+  type TranslationStep,
   TypedEmitter,
   type VirtioActivation,
   type VirtioDevice,
@@ -18,13 +19,19 @@ import {
 import { hi32, lo32 } from '../protocol/u64.js';
 import { Endpoint } from './domains.js';
 import type { VirtioIommuEvents } from './events.js';
+import { explainTranslation } from './explain.js';
 import { FaultReporter, type FaultStats } from './fault-reporter.js';
 import { IommuState } from './iommu-state.js';
 import { endpointFormats } from './nested.js';
 import { type ResolvedOptions, resolveOptions, type VirtioIommuDeviceOptions } from './options.js';
 import { buildProbeAnswers, type ProbeAnswers } from './probe.js';
 import { RequestHandler } from './request-handler.js';
-import { type DmaTranslation, type TranslateRequest, translateRange } from './translate-range.js';
+import {
+  checkTranslateRequest,
+  type DmaTranslation,
+  type TranslateRequest,
+  translateRange,
+} from './translate-range.js';
 import { createPageTranslation, type PageTranslation, Translator } from './translator.js';
 
 /** vmmkit's virtio vendor ID ("VMMK"). */
@@ -289,6 +296,15 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
    */
   translate(request: TranslateRequest): DmaTranslation {
     return translateRange(this.translator, this.scratch, request);
+  }
+
+  /**
+   * Every decision a translation takes (endpoint, domain, reserved region, mapping or guest-table
+   * walk, result), without reporting a fault. Checks its arguments like `translate`.
+   */
+  explain(request: Omit<TranslateRequest, 'length'>): TranslationStep[] {
+    const { endpoint, pasid, iova, access } = checkTranslateRequest({ ...request, length: 1 });
+    return explainTranslation(this.state, this.translator, endpoint, pasid, iova, access);
   }
 
   // --- introspection ---

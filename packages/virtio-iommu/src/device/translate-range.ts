@@ -43,12 +43,14 @@ const ACCESS: Record<DmaAccessName, DmaAccess> = {
 /** A DMA longer than this is refused (host API misuse, not a guest fault). */
 const MAX_DMA_LENGTH = 2 ** 32;
 
-/** Splits a DMA into per-mapping segments (cold path: allocates the result). */
-export function translateRange(
-  translator: Translator,
-  out: PageTranslation,
-  request: TranslateRequest,
-): DmaTranslation {
+/** A translation request with its arguments checked (VmmError for API misuse). */
+export function checkTranslateRequest(request: TranslateRequest): {
+  endpoint: number;
+  pasid: number;
+  iova: bigint;
+  length: number;
+  access: DmaAccess;
+} {
   const { endpoint } = request;
   if (!Number.isInteger(endpoint) || endpoint < 0 || endpoint > 0xffff_ffff) {
     throw new VmmError('EINVAL', `endpoint must be a le32, got ${String(endpoint)}`);
@@ -68,10 +70,20 @@ export function translateRange(
   if (!Number.isInteger(length) || length < 1 || length > MAX_DMA_LENGTH) {
     throw new VmmError('EINVAL', `length must be an integer from 1 to 2^32, got ${String(length)}`);
   }
-  const start = toU64(request.iova, 'iova');
-  if (start + BigInt(length) - 1n > U64_MAX) {
-    throw new VmmError('ERANGE', `a DMA of ${length} bytes at ${start} passes the end of the 64-bit space`);
+  const iova = toU64(request.iova, 'iova');
+  if (iova + BigInt(length) - 1n > U64_MAX) {
+    throw new VmmError('ERANGE', `a DMA of ${length} bytes at ${iova} passes the end of the 64-bit space`);
   }
+  return { endpoint, pasid, iova, length, access };
+}
+
+/** Splits a DMA into per-mapping segments (cold path: allocates the result). */
+export function translateRange(
+  translator: Translator,
+  out: PageTranslation,
+  request: TranslateRequest,
+): DmaTranslation {
+  const { endpoint, pasid, iova: start, length, access } = checkTranslateRequest(request);
   const segments: DmaSegment[] = [];
   let done = 0;
   // Each step covers at least one byte, so the loop ends after at most `length` steps; in

@@ -219,6 +219,26 @@ describe('translate', () => {
     expect(h.events()).toEqual([]);
   });
 
+  it('explain() lists every decision without reporting a fault', async () => {
+    const h = await mapped();
+    expect(h.device.explain({ endpoint: 8, iova: 0x2010n, access: 'write' })).toEqual([
+      { label: 'endpoint', value: 'domain 1 (map)', fields: { endpoint: 8, pasid: 'none', bypass: false } },
+      { label: 'mapping', value: '0x2000-0x2fff → 0x90000', fields: { flags: 3, mappings: 4 } },
+      { label: 'result', value: '0x90010 (4080 bytes valid)' },
+    ]);
+    expect(h.device.explain({ endpoint: 8, iova: 0x7000n, access: 'read' })).toEqual([
+      { label: 'endpoint', value: 'domain 1 (map)', fields: { endpoint: 8, pasid: 'none', bypass: false } },
+      { label: 'reserved region', value: 'RESERVED 0x7000-0x7fff' },
+      { label: 'result', value: 'fault MAPPING, flags 0x101' },
+    ]);
+    expect(h.device.explain({ endpoint: 9, iova: 0n, access: 'read' }).at(-1)).toEqual({
+      label: 'result',
+      value: 'fault DOMAIN, flags 0x101',
+    });
+    expect(h.device.faultStats.raised).toBe(0);
+    expect(h.events()).toEqual([]);
+  });
+
   it('refuses bad API arguments with a VmmError', async () => {
     const h = await mapped();
     expect(() => h.device.translate({ endpoint: -1, iova: 0, access: 'read' })).toThrow(/endpoint/);
