@@ -26,8 +26,17 @@ export class WalkResult {
   global = false;
   /** Descriptor address of a fetch abort (F_WALK_EABT). */
   fetchAddress = 0;
-  /** Level at which a fault was found. */
-  faultLevel = 0;
+}
+
+function traceLevel(
+  trace: TranslationStep[],
+  level: number,
+  address: number,
+  value: string,
+  table: number,
+  index: number,
+): void {
+  trace.push({ label: `L${level}`, address, value, fields: { table, index } });
 }
 
 function hex(lo: number, hi: number): string {
@@ -73,7 +82,6 @@ export function walkStage1(
   result: WalkResult,
   trace: TranslationStep[] | null,
 ): number {
-  result.faultLevel = ctx.startLevel;
   // Input outside TT0 (above 2^(64−T0SZ)), or TT0 disabled by EPD0: translation fault (level 0).
   // TT1 needs IOVA bit 55 set, which a safe-integer IOVA never has.
   if (ctx.epd0 || !(iova < ctx.inputLimit) || !(iova >= 0)) {
@@ -103,23 +111,18 @@ export function walkStage1(
     if (bank === null || descAddress < bank.gpa || descAddress + 8 > bank.end) {
       bank = memory.ramBank(descAddress, 8);
     }
-    result.faultLevel = level;
     if (bank === null) {
       // A descriptor outside guest RAM: external abort on the walk.
       result.fetchAddress = descAddress;
       result.fault = EventType.F_WALK_EABT;
-      if (trace !== null) {
-        trace.push({ label: `L${level}`, address: descAddress, value: 'not RAM', fields: { table, index } });
-      }
+      if (trace !== null) traceLevel(trace, level, descAddress, 'not RAM', table, index);
       return result.fault;
     }
     const off = descAddress - bank.gpa;
     const view = bank.view;
     const lo = view.getUint32(off, true);
     const hi = view.getUint32(off + 4, true);
-    if (trace !== null) {
-      trace.push({ label: `L${level}`, address: descAddress, value: hex(lo, hi), fields: { table, index } });
-    }
+    if (trace !== null) traceLevel(trace, level, descAddress, hex(lo, hi), table, index);
     // Bit 0 clear: invalid descriptor.
     if ((lo & 1) === 0) {
       result.fault = EventType.F_TRANSLATION;
