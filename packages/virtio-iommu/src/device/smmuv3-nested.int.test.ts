@@ -1,6 +1,6 @@
 import { IommuProt, type IoPgtableCfg, PasidTableLibrary } from '@vmmkit/core';
+import { armLpaeS1Format, armSmmuV3PasidVendor, S1Dss, smmuv3Plugin } from '@vmmkit/smmuv3';
 import { describe, expect, it } from 'vitest';
-import { armLpaeS1Format, armSmmuV3PasidVendor, S1Dss, smmuv3Plugin } from '../../../smmuv3/src/index.js';
 import {
   FaultFlag,
   FaultReason,
