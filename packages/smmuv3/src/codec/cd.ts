@@ -88,7 +88,10 @@ export interface CdFields {
   had0: boolean;
   /** TTB0 [51:4]: physical address of the TT0 start table (bits [3:0] zero). */
   ttb0: number;
-  /** Reserved bits of dword 1 ([3:2] and [63:52]) in place; 0 in a well-formed CD. */
+  /**
+   * The other bits of dword 1 in place: [3:2] (E0PD0, HAFT in SMMUv3.2+) and [63:52] (TTB0
+   * [55:52] for VMSAv9-128, PnCH, EPAN …); 0 in a CD for this feature set.
+   */
   ttb0Res0: bigint;
   // dword 2
   /** NSCFG1 [0]. */

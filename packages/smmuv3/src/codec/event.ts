@@ -70,7 +70,10 @@ export interface SmmuEvent {
   eventClass: number;
   /** InputAddr, dword 2: the faulting IOVA. */
   address: number;
-  /** Dword 3 [51:3]: the fetch address (F_STE_FETCH, F_CD_FETCH, F_WALK_EABT) or the IPA of S2 faults. */
+  /**
+   * Dword 3 [51:3]: the fetch address (F_STE_FETCH, F_CD_FETCH, F_WALK_EABT) or the IPA of S2
+   * faults. IHI 0070 §7.3 defines FetchAddr[55:3]; bits above 51 are not kept (52-bit OAS).
+   */
   fetchAddress: number;
 }
 

@@ -4,7 +4,8 @@
  * - L1 stream-table descriptor (L1STD): Span [4:0], L2Ptr [51:6] (Linux `STRTAB_L1_DESC_*`).
  * - L1 context-descriptor descriptor (L1CD): V [0], L2Ptr [51:12] (Linux `CTXDESC_L1_DESC_*`).
  *
- * Bits outside the named fields are kept in `res0` so every 64-bit pattern round-trips.
+ * Bits outside the named fields are kept in `res0` so every 64-bit pattern round-trips; this
+ * includes L2Ptr bits [55:52], which only a 56-bit PA would use (IHI 0070 §5.1, §5.3).
  */
 import { ErrorCode, VmmError } from '@vmmkit/core';
 import { getDword, getField, getFlag, readWords, setDword, setField, setFlag, writeWords } from './bits.js';

@@ -37,7 +37,10 @@ export interface SteFields {
   s1fmt: number;
   /** S1ContextPtr [51:6]: CD, linear CD table or L1 CD table address (64-byte aligned). */
   s1ContextPtr: number;
-  /** Reserved bits [58:52] of dword 0, in place (as a 7-bit number); 0 when well formed. */
+  /**
+   * Dword 0 bits [58:52] as a 7-bit number: [55:52] extend S1ContextPtr for 56-bit PAs (beyond
+   * what a safe-integer address can hold; IHI 0070 §5.2), [58:56] are RES0. 0 when well formed.
+   */
   dword0Res0: number;
   /** S1CDMax [63:59]: log2 of the number of CDs (0: one CD, no substreams). */
   s1cdmax: number;
