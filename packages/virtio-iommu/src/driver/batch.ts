@@ -4,29 +4,22 @@
  * argument throws before anything reaches the device.
  */
 import { hex, VmmError } from '@vmmkit/core';
-import {
-  ATTACH_F_BYPASS,
-  INVALIDATE_CACHES_MASK,
-  InvalidateFlag,
-  InvalidateGranularity,
-  MapFlag,
-  RequestSize,
-  RequestType,
-  Status,
-} from '../protocol/constants.js';
-import {
-  decodeRequest,
-  encodeAttach,
-  encodeAttachTable,
-  encodeDetach,
-  MapOffset,
-  UnmapOffset,
-} from '../protocol/requests.js';
+import { ATTACH_F_BYPASS, MapFlag, RequestSize, Status } from '../protocol/constants.js';
+import { decodeRequest, encodeAttach, encodeAttachTable, encodeDetach } from '../protocol/requests.js';
 import { toU64, U64_MAX } from '../protocol/u64.js';
+import {
+  checkInvalidateArgs,
+  checkU32,
+  type InvalidateArgs,
+  type MappingObserver,
+  reportAccepted,
+} from './batch-checks.js';
 import { BatchResult, describeRequest } from './batch-result.js';
 import { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from './hot-encoders.js';
 import { VirtioIommuRequestError } from './request-error.js';
 import { type RequestRing, SLOT_SIZE } from './request-ring.js';
+
+export type { InvalidateArgs, MappingObserver };
 
 const TWO_POW_32 = 0x1_0000_0000;
 const INITIAL_REQUESTS = 64;
@@ -43,31 +36,6 @@ export interface BatchLimits {
   bypassConfig: boolean;
   /** Whether ATTACH_TABLE and INVALIDATE exist (F_ATTACH_TABLE negotiated). */
   attachTable: boolean;
-}
-
-/** Told of every MAP and UNMAP the device accepted (the driver keeps mappings with it). */
-export interface MappingObserver {
-  mapped(domain: number, start: bigint, end: bigint, phys: bigint, flags: number): void;
-  unmapped(domain: number, start: bigint, end: bigint): void;
-}
-
-/** An INVALIDATE as the nested code queues it; 64-bit fields are safe integers. */
-export interface InvalidateArgs {
-  granularity: number;
-  caches: number;
-  flags: number;
-  domain: number;
-  pasid: number;
-  archid: number;
-  virtStart: number;
-  nrPages: number;
-  granule: number;
-}
-
-function checkU32(value: number, what: string): void {
-  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
-    throw new VmmError('EINVAL', `${what} must be an integer from 0 to 2^32 - 1, got ${String(value)}`);
-  }
 }
 
 export class IommuBatch {
@@ -237,42 +205,7 @@ export class IommuBatch {
 
   invalidate(r: InvalidateArgs): this {
     this.checkNested('INVALIDATE');
-    if (
-      r.granularity !== InvalidateGranularity.DOMAIN &&
-      r.granularity !== InvalidateGranularity.PASID &&
-      r.granularity !== InvalidateGranularity.VA
-    ) {
-      throw new VmmError(
-        'EINVAL',
-        `INVALIDATE granularity ${String(r.granularity)} is not DOMAIN (1), PASID (2) or VA (4)`,
-      );
-    }
-    if (!Number.isInteger(r.caches) || r.caches <= 0 || (r.caches & ~INVALIDATE_CACHES_MASK) !== 0) {
-      throw new VmmError(
-        'EINVAL',
-        `INVALIDATE caches ${String(r.caches)} must name IOTLB (1), DEV_IOTLB (2) and/or PASID (4)`,
-      );
-    }
-    if (!Number.isInteger(r.granule) || r.granule < 0 || r.granule > 63) {
-      throw new VmmError(
-        'EINVAL',
-        `INVALIDATE granule is log2 of a page size (0..63), got ${String(r.granule)}`,
-      );
-    }
-    checkU32(r.domain, 'domain');
-    checkU32(r.pasid, 'pasid');
-    for (const [name, value] of [
-      ['archid', r.archid],
-      ['virtStart', r.virtStart],
-      ['nrPages', r.nrPages],
-    ] as const) {
-      if (!Number.isSafeInteger(value) || value < 0) {
-        throw new VmmError('EINVAL', `INVALIDATE ${name} must be a non-negative safe integer, got ${value}`);
-      }
-    }
-    if ((r.flags & ~(InvalidateFlag.PASID | InvalidateFlag.ARCHID | InvalidateFlag.LEAF)) !== 0) {
-      throw new VmmError('EINVAL', `INVALIDATE flags ${hex(r.flags)} use undefined bits`);
-    }
+    checkInvalidateArgs(r);
     const at = this.reserve(RequestSize.INVALIDATE);
     writeInvalidateRequest(
       this.view,
@@ -313,7 +246,7 @@ export class IommuBatch {
         const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
         failures.push(new VirtioIommuRequestError(status, describeRequest(decodeRequest(bytes), i)));
       }
-      if (this.observer !== null) this.report(count, statuses);
+      if (this.observer !== null) reportAccepted(this.view, count, statuses, this.observer);
       return new BatchResult(count, statuses, failures);
     } finally {
       // Results are read: a fault listener may now reuse this batch.
@@ -380,33 +313,6 @@ export class IommuBatch {
       `${what} [${hex(start)}, ${hex(end)}] leaves the device's input range [${hex(this.limits.inputStart)}, ${hex(this.limits.inputEnd)}]`,
       { start, end },
     );
-  }
-
-  /** Hands every accepted MAP/UNMAP to the observer, fields read back from the staged bytes. */
-  private report(count: number, statuses: Uint8Array): void {
-    const view = this.view;
-    const u64 = (at: number) =>
-      (BigInt(view.getUint32(at + 4, true)) << 32n) | BigInt(view.getUint32(at, true));
-    for (let i = 0; i < count; i++) {
-      if (statuses[i] !== Status.OK) continue;
-      const at = i * SLOT_SIZE;
-      const type = view.getUint8(at);
-      if (type === RequestType.MAP) {
-        this.observer!.mapped(
-          view.getUint32(at + MapOffset.DOMAIN, true),
-          u64(at + MapOffset.VIRT_START),
-          u64(at + MapOffset.VIRT_END),
-          u64(at + MapOffset.PHYS_START),
-          view.getUint32(at + MapOffset.FLAGS, true),
-        );
-      } else if (type === RequestType.UNMAP) {
-        this.observer!.unmapped(
-          view.getUint32(at + UnmapOffset.DOMAIN, true),
-          u64(at + UnmapOffset.VIRT_START),
-          u64(at + UnmapOffset.VIRT_END),
-        );
-      }
-    }
   }
 
   private checkNested(what: string): void {
