@@ -157,8 +157,14 @@ describe('explain', () => {
     smmu.setStreamTable({ base: strtab, log2Size: 4, format: 'linear' });
     const steps = smmu.explain({ sid: 3, iova: 0x80_8060_4567, access: 'read' });
     expect(steps.map((s) => s.label)).toEqual(['STE', 'CD', 'walk', 'result']);
-    expect(steps[0]).toMatchObject({ address: strtab + 64 * 3 });
-    expect(steps[1]).toMatchObject({ address: cd });
+    expect(steps[0]).toMatchObject({
+      address: strtab + 64 * 3,
+      fields: { config: 5, s1cdmax: 0, valid: true },
+    });
+    expect(steps[1]).toMatchObject({
+      address: cd,
+      fields: { asid: 9, t0sz: 16, ttb0: `0x${tables.root.toString(16)}` },
+    });
     const levels = steps[2]!.children!;
     expect(levels.map((s) => s.label)).toEqual(['L0', 'L1', 'L2', 'L3']);
     expect(levels.map((s) => s.fields?.index)).toEqual([1, 2, 3, 4]);

@@ -7,7 +7,9 @@
  * replacing a stream's configuration). A failure leaves `event*` fields set and returns null.
  */
 import type { GuestMemory, TranslationStep } from '@vmmkit/core';
+import { decodeCd } from '../codec/cd.js';
 import { EventType } from '../codec/event.js';
+import { decodeSte } from '../codec/ste.js';
 import {
   BYPASS_CONTEXT,
   type Checked,
@@ -280,6 +282,35 @@ export class ContextResolver {
   }
 }
 
+/** The fields of an STE or CD a "why did this DMA go there" view shows (decoded with the cold codecs). */
+function shownFields(label: string, words: Uint32Array): Record<string, string | number | boolean> {
+  const bytes = new Uint8Array(64);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < 16; i++) view.setUint32(i * 4, words[i]!, true);
+  if (label === 'STE') {
+    const ste = decodeSte(bytes);
+    return {
+      config: ste.config,
+      s1fmt: ste.s1fmt,
+      s1cdmax: ste.s1cdmax,
+      s1dss: ste.s1dss,
+      s1ContextPtr: `0x${ste.s1ContextPtr.toString(16)}`,
+    };
+  }
+  const cd = decodeCd(bytes);
+  return {
+    v: cd.valid,
+    asid: cd.asid,
+    t0sz: cd.t0sz,
+    tg0: cd.tg0,
+    ips: cd.ips,
+    epd0: cd.epd0,
+    affd: cd.affd,
+    r: cd.r,
+    ttb0: `0x${cd.ttb0.toString(16)}`,
+  };
+}
+
 function traceStructure<T>(
   trace: TranslationStep[],
   label: string,
@@ -291,6 +322,9 @@ function traceStructure<T>(
     label,
     ...(address === undefined ? {} : { address }),
     value: hexWords(words),
-    fields: checked.ok ? { valid: true } : { valid: false, reason: checked.reason },
+    fields: {
+      ...shownFields(label, words),
+      ...(checked.ok ? { valid: true } : { valid: false, reason: checked.reason }),
+    },
   });
 }
