@@ -2,7 +2,7 @@
  * Feature negotiation and configuration reading as the Linux driver does them
  * (drivers/iommu/virtio-iommu.c `viommu_probe`), plus the nested extension bit.
  */
-import { featureBit, hex, VirtioFeature, VmmError } from '@vmmkit/core';
+import { featureBit, hex, type MmioAccessor, VirtioFeature, VirtioMmioReg, VmmError } from '@vmmkit/core';
 import { ConfigOffset, IommuFeature } from '../protocol/constants.js';
 import { U64_MAX } from '../protocol/u64.js';
 
@@ -129,4 +129,16 @@ export function readIommuConfig(reader: ConfigReader, features: IommuFeatures): 
   // virtio 1.2 §5.13.4.2: the driver SHOULD ignore bits 1-7 of bypass.
   const bypass = features.bypassConfig ? (reader.readConfig8(ConfigOffset.BYPASS) & 1) === 1 : undefined;
   return { pageSizeMask, granule: lowestBit(pageSizeMask), inputRange, domainRange, probeSize, bypass };
+}
+
+/**
+ * `preferred`, or the largest power of two the queue allows when QueueNumMax is smaller
+ * (virtio 1.2 §4.2.3.2: QueueNum must not exceed QueueNumMax). A queue that does not exist
+ * keeps `preferred`, so the transport's setup reports it.
+ */
+export function defaultQueueSize(mmio: MmioAccessor, base: number, index: number, preferred: number): number {
+  mmio.write32(base + VirtioMmioReg.QUEUE_SEL, index);
+  const max = mmio.read32(base + VirtioMmioReg.QUEUE_NUM_MAX) >>> 0;
+  if (max === 0 || max >= preferred) return preferred;
+  return 2 ** Math.floor(Math.log2(max));
 }

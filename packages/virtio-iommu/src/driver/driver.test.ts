@@ -94,6 +94,22 @@ describe('feature negotiation and configuration', () => {
     expect(() => driver.createDomain('nested')).toThrow(/attachPasidTable/);
   });
 
+  it('sizes its queues to what the device allows when not told', () => {
+    const s = createScriptedIommu({ queueSize: 32 });
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+    });
+    const batch = driver.batch();
+    for (let i = 0; i < 20; i++) batch.unmap(1, i * 0x1000, 0x1000);
+    const before = s.device.notifications.length;
+    expect(batch.submit().ok).toBe(true);
+    // 32 descriptors hold 16 two-descriptor requests: 20 requests take two notifications.
+    expect(s.device.notifications.length - before).toBe(2);
+  });
+
   it('writes bypass only when BYPASS_CONFIG was negotiated', () => {
     const { driver, device } = setup();
     driver.setBypass(false);

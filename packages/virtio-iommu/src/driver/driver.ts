@@ -27,6 +27,7 @@ import { type BatchLimits, IommuBatch, type MappingObserver } from './batch.js';
 import {
   DRIVER_FEATURES,
   decodeFeatures,
+  defaultQueueSize,
   featureProblem,
   type IommuConfig,
   type IommuFeatures,
@@ -108,7 +109,10 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     }
     const { features, queues } = this.transport.initialize({
       wanted: options.features ?? DRIVER_FEATURES,
-      queueSizes: [options.requestQueueSize ?? 256, options.eventQueueSize ?? 64],
+      queueSizes: [
+        options.requestQueueSize ?? defaultQueueSize(mmio, base, RequestQueue, 256),
+        options.eventQueueSize ?? defaultQueueSize(mmio, base, EventQueue, 64),
+      ],
     });
     this.featureBits = features;
     this.features = decodeFeatures(features);
