@@ -2,6 +2,7 @@ import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
 import { encodeAttach, encodeMap, Status } from '@vmmkit/virtio-iommu';
 import { createVirtioIommuHarness } from '@vmmkit/virtio-iommu/testing';
 import { describe, expect, it } from 'vitest';
+import { createRawDevice, RAW_RAM } from './testing/raw-device.js';
 
 describe('caps and storms', () => {
   it('domains beyond maxDomains get S_NOMEM and the device does not grow', () => {
@@ -75,13 +76,49 @@ describe('caps and storms', () => {
     if (r?.ok) expect(r.chain.readableLength).toBe(size * 16);
   });
 
-  it('a 4 GiB chain is refused or bounded: no allocation of its size, no throw', () => {
-    const { memory } = createTestMemory({ base: 0x4000_0000, size: 1 << 20 });
-    const mock = new MockSplitQueue(memory, 0x4000_1000, 4);
-    mock.writeDescriptor(0, { addr: 0x4000_8000, len: 0xffff_ffff, flags: 1, next: 1 });
-    mock.writeDescriptor(1, { addr: 0x4000_8000, len: 0xffff_ffff, flags: 0 });
-    mock.pushAvail(0);
-    const r = mock.deviceQueue().pop();
-    expect(r === null || r.ok === false).toBe(true);
+  it('a chain of exactly 4 GiB is a chain; one byte more is refused (virtio 1.2 §2.7.5.2)', () => {
+    const { memory } = createTestMemory({ base: 0x4000_0000, size: 64 << 20 });
+    const mock = new MockSplitQueue(memory, 0x4000_1000, 256);
+    const segment = 32 << 20;
+    const build = (extra: number) => {
+      for (let i = 0; i < 128; i++) {
+        const len = i === 127 ? segment + extra : segment;
+        mock.writeDescriptor(i, { addr: 0x4100_0000, len: len >>> 0, flags: i < 127 ? 1 : 0, next: i + 1 });
+      }
+      mock.pushAvail(0);
+    };
+    const queue = mock.deviceQueue();
+    build(0);
+    const exact = queue.pop();
+    expect(exact?.ok).toBe(true);
+    if (exact?.ok) expect(exact.chain.readableLength).toBe(2 ** 32);
+    queue.pushUsed(0, 0);
+    build(1);
+    const over = queue.pop();
+    expect(over).toMatchObject({ ok: false, error: 'chain-too-long' });
+  });
+
+  it('a request chain longer than 4 GiB is returned with used length 0; the device keeps serving', () => {
+    const raw = createRawDevice({ memorySize: 64 << 20 });
+    const request = encodeAttach({ domain: 1, endpoint: 1 });
+    const at = RAW_RAM + 0x2_0000;
+    raw.memory.write(at, request);
+    const huge = Array.from({ length: 128 }, () => ({ addr: at + 0x1000, len: 32 << 20, write: true }));
+    raw.requests.addChain([{ addr: at, len: request.length }, ...huge]);
+    raw.kick();
+    expect(raw.requests.usedSince(0)).toEqual([{ id: 0, len: 0 }]);
+    expect(raw.resets).toEqual([]);
+    // The next, ordinary request is answered.
+    raw.memory.fill(at + 0x1000, 4, 0xa5);
+    raw.requests.addChain(
+      [
+        { addr: at, len: request.length },
+        { addr: at + 0x1000, len: 4, write: true },
+      ],
+      129,
+    );
+    raw.kick();
+    expect(raw.requests.usedSince(1)).toEqual([{ id: 129, len: 4 }]);
+    expect(raw.memory.read(at + 0x1000, 1)[0]).toBe(Status.OK);
   });
 });

@@ -519,22 +519,28 @@ class ScenarioRunner {
     explained: Uint8Array,
   ): boolean {
     const candidates = pages ?? Array.from({ length: DMA_PAGES }, (_, i) => BigInt(DMA_REGION + i * PAGE));
+    const holds = (base: number) => {
+      for (let i = 0; i < chunk; i++) if (region[base + i] !== value) return false;
+      return true;
+    };
+    const fresh = (base: number) => explained.subarray(base, base + chunk).includes(0);
+    const inRegion: number[] = [];
+    let elsewhereInRam = false;
     for (const pa of candidates) {
       const first = pa + BigInt(offset);
       if (!inRam(first, chunk)) continue;
       const base = Number(first) - DMA_REGION;
-      if (base < 0 || base + chunk > region.length) {
-        // RAM outside the region: no canaries there; accept (the model allowed it).
-        return true;
-      }
-      let all = true;
-      for (let i = 0; i < chunk && all; i++) all = region[base + i] === value;
-      if (all) {
-        explained.fill(1, base, base + chunk);
-        return true;
-      }
+      if (base < 0 || base + chunk > region.length) elsewhereInRam = true;
+      else if (holds(base)) inRegion.push(base);
     }
-    return pages === null;
+    // Prefer a target this DMA has not written yet; two IOVA pages may also alias one page.
+    const base = inRegion.find(fresh) ?? inRegion[0];
+    if (base !== undefined) {
+      explained.fill(1, base, base + chunk);
+      return true;
+    }
+    // RAM outside the canary region: no canaries there, and the model allowed it.
+    return elsewhereInRam || pages === null;
   }
 
   private checkUnexplained(region: Uint8Array, explained: Uint8Array, write: boolean): void {

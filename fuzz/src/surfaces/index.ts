@@ -94,8 +94,17 @@ const rings = surface({
     size: fc.constantFrom(1, 2, 8, 16, 256),
     indirect: fc.boolean(),
     descriptors: fc.array(rawDescriptor, { maxLength: 20 }),
-    heads: fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 10 }),
-    availIdx: fc.option(fc.integer({ min: 0, max: 0xffff }), { nil: undefined }),
+    heads: fc.array(
+      fc.oneof({ weight: 6, arbitrary: fc.nat(15) }, { weight: 1, arbitrary: fc.nat(0xffff) }),
+      {
+        maxLength: 10,
+      },
+    ),
+    // Mostly the index the pushes left; sometimes a wild one (DEVICE_NEEDS_RESET).
+    availIdx: fc.oneof(
+      { weight: 5, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 0xffff }) },
+    ),
     indirectTable: fc.array(rawDescriptor, { maxLength: 8 }),
   }),
   run(input) {
@@ -142,8 +151,11 @@ const tables = surface({
   input: fc.record({
     format: fc.constantFrom(1, 2),
     /** Raw payload bytes, or (absent) fields in range with reserved bytes zero so walks run. */
-    raw: fc.option(fc.uint8Array({ minLength: 66, maxLength: 66 }), { nil: undefined }),
-    fields: fc.tuple(fc.nat(3), fc.nat(3), fc.nat(21), fc.nat()),
+    raw: fc.oneof(
+      { weight: 4, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.uint8Array({ minLength: 66, maxLength: 66 }) },
+    ),
+    fields: fc.tuple(fc.nat(2), fc.nat(2), fc.nat(12), fc.nat()),
     pointerPage: fc.integer({ min: 0, max: 255 }),
     pages: fc.array(
       fc.record({
