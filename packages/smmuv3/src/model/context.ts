@@ -33,6 +33,27 @@ export interface StreamInfo {
   contextPtr: number;
   /** S1ContextPtr bits [55:52] were not zero: the pointer is beyond the OAS. */
   contextPtrHigh: boolean;
+  /** STE.PRIVCFG [113:112] (0b01 behaves as 0b00). */
+  privcfg: number;
+  /** STE.INSTCFG [115:114] (0b01 behaves as 0b00). */
+  instcfg: number;
+}
+
+/**
+ * IHI 0070 §5.2 PRIVCFG (0b10 unprivileged, 0b11 privileged) and INSTCFG (0b10 data, 0b11
+ * instruction; reads only, a write stays a data write) as a map over access codes.
+ */
+export function accessMapOf(privcfg: number, instcfg: number): Int8Array | null {
+  if (privcfg < 2 && instcfg < 2) return null;
+  const map = new Int8Array(6);
+  for (let code = 0; code < 6; code++) {
+    let access = code % 3;
+    let privileged = code >= 3;
+    if (privcfg >= 2) privileged = privcfg === 3;
+    if (instcfg >= 2 && access !== 1) access = instcfg === 3 ? 2 : 0;
+    map[code] = access + (privileged ? 3 : 0);
+  }
+  return map;
 }
 
 /** Outcome of a validation: the decoded structure, or the event type and why. */
@@ -58,7 +79,19 @@ export function checkSte(w: Uint32Array, p: SmmuParams): Checked<StreamInfo> {
   const s1cdmax = hi0 >>> 27;
   // §5.2 S1DSS: 0b11 is Reserved and behaves as 0b00 (terminate).
   const s1dss = (lo1 & 3) % 3;
-  const info = { kind: StreamKind.S1 as number, s1fmt, s1cdmax, s1dss, contextPtr, contextPtrHigh };
+  const hi1 = w[3]!;
+  const privcfg = (hi1 >>> 16) & 3;
+  const instcfg = (hi1 >>> 18) & 3;
+  const info = {
+    kind: StreamKind.S1 as number,
+    s1fmt,
+    s1cdmax,
+    s1dss,
+    contextPtr,
+    contextPtrHigh,
+    privcfg,
+    instcfg,
+  };
   // §5.2 Config: 0b000 aborts without an event and the reserved 0b001–0b011 behave as 0b000;
   // 0b100 bypasses both stages; 0b11x needs stage 2, ILLEGAL with IDR0.S2P == 0.
   if (config < 4) return { ok: true, value: { ...info, kind: StreamKind.ABORT } };
@@ -116,6 +149,11 @@ export class S1Context {
   pan = false;
   /** Where the CD was read, for explain (−1 when not from memory). */
   cdAddress = -1;
+  /**
+   * STE.PRIVCFG / INSTCFG applied to an access code (read 0, write 1, exec 2, +3 privileged),
+   * or null when both say "use incoming".
+   */
+  accessMap: Int8Array | null = null;
 }
 
 /** The context of a stage-1-bypassed stream. */

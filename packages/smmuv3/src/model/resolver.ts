@@ -11,6 +11,7 @@ import { decodeCd } from '../codec/cd.js';
 import { EventType } from '../codec/event.js';
 import { decodeSte } from '../codec/ste.js';
 import {
+  accessMapOf,
   BYPASS_CONTEXT,
   type Checked,
   checkCd,
@@ -249,6 +250,8 @@ export class ContextResolver {
     const fetched = this.fetchCd(sid, ste, cdIndex, trace);
     if (fetched === null) return null;
     cd = fetched;
+    // The context is this stream's own (one per SID and CD index): it can carry the STE's overrides.
+    cd.accessMap = accessMapOf(ste.privcfg, ste.instcfg);
     if (trace === null) this.cdCache.set(key, cd);
     return cd;
   }

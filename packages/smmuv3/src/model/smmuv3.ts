@@ -249,10 +249,11 @@ export class Smmuv3 {
       const s = (vpn ^ ctx.tlbHash) & this.tlbMask;
       if (this.tlbVpn[s] === vpn && this.tlbAsid[s] === ctx.asid) {
         const perm6 = this.tlbPerm[s]!;
-        if (((perm6 >>> accessCode) & 1) !== 0) {
+        const code = ctx.accessMap === null ? accessCode : ctx.accessMap[accessCode]!;
+        if (((perm6 >>> code) & 1) !== 0) {
           this.fastHits++;
           out.pa = this.tlbPa[s]! + (iova - vpn * PAGE);
-          out.perm = accessCode >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
+          out.perm = code >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
           out.level = this.tlbLevel[s]!;
           out.pageSize = this.tlbPageSize[s]!;
           out.event = null;
@@ -275,14 +276,16 @@ export class Smmuv3 {
     if (ctx === null || sid !== this.lastSid || ssid !== this.lastSsid || ctx.kind !== 0) {
       return this.translateOther(sid, ssid, iova, accessCode, out);
     }
+    // STE.PRIVCFG / INSTCFG overrides (IHI 0070 §5.2), resolved into the context.
+    const code = ctx.accessMap === null ? accessCode : ctx.accessMap[accessCode]!;
     if (this.tlbOn) {
       const vpn = Math.floor(iova / PAGE);
       const s = (vpn ^ ctx.tlbHash) & this.tlbMask;
       if (this.tlbVpn[s] === vpn && this.tlbAsid[s] === ctx.asid) {
         // A cached leaf without the permission: a permission fault, as on a hit in hardware.
         this.fastHits++;
-        if (((this.tlbPerm[s]! >>> accessCode) & 1) === 0) {
-          return this.translationFault(EventType.F_PERMISSION, ctx, sid, ssid, iova, accessCode, out);
+        if (((this.tlbPerm[s]! >>> code) & 1) === 0) {
+          return this.translationFault(EventType.F_PERMISSION, ctx, sid, ssid, iova, code, out);
         }
         // Granted after all (another stream refilled the memo): take the fast path.
         return this.translateInto(sid, ssid, iova, accessCode, out);
@@ -291,14 +294,14 @@ export class Smmuv3 {
     }
     this.fastWalks++;
     const r = this.walkResult;
-    const fault = walkStage1(this.memory, ctx, iova, accessCode, r, null);
+    const fault = walkStage1(this.memory, ctx, iova, code, r, null);
     if (this.tlbOn && (fault === 0 || fault === EventType.F_PERMISSION)) {
       this.iotlb!.fill(iova, ctx.asid, r.pa, r.perm, r.shift, r.level, r.global);
     }
-    if (fault !== 0) return this.translationFault(fault, ctx, sid, ssid, iova, accessCode, out);
+    if (fault !== 0) return this.translationFault(fault, ctx, sid, ssid, iova, code, out);
     const perm6 = r.perm;
     out.pa = r.pa;
-    out.perm = accessCode >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
+    out.perm = code >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
     out.level = r.level;
     out.pageSize = POW2[r.shift]!;
     out.event = null;
@@ -407,7 +410,8 @@ export class Smmuv3 {
     } else {
       const walk: TranslationStep[] = [];
       const r = new WalkResult();
-      const fault = walkStage1(this.memory, ctx, request.iova, code, r, walk);
+      const effective = ctx.accessMap === null ? code : ctx.accessMap[code]!;
+      const fault = walkStage1(this.memory, ctx, request.iova, effective, r, walk);
       steps.push({
         label: 'walk',
         fields: {
@@ -421,13 +425,13 @@ export class Smmuv3 {
       });
       if (fault === 0) {
         out.pa = r.pa;
-        out.perm = permBits(r.perm, privileged);
+        out.perm = permBits(r.perm, effective >= 3);
         out.level = r.level;
         out.pageSize = POW2[r.shift]!;
         ok = true;
       } else {
         this.walkResult.fetchAddress = r.fetchAddress;
-        ok = this.translationFault(fault, ctx, request.sid, ssid, request.iova, code, out);
+        ok = this.translationFault(fault, ctx, request.sid, ssid, request.iova, effective, out);
         this.counters.faults--;
       }
     }

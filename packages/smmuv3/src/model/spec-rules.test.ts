@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeL1CdDesc } from '../codec/l1.js';
 import { encodeSte } from '../codec/ste.js';
-import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd } from './fixture.js';
+import { BumpAllocator, createRam, Leaf, linuxCd, linuxSte, S1Tables, writeCd } from './fixture.js';
 import { Smmuv3 } from './smmuv3.js';
 import type { TranslateResult } from './types.js';
 
@@ -134,5 +134,37 @@ describe('event record fields (§7.3)', () => {
         },
       },
     );
+  });
+});
+
+describe('STE attribute overrides (§5.2 PRIVCFG, INSTCFG)', () => {
+  it('PRIVCFG forces the privilege, INSTCFG the instruction/data nature of reads', () => {
+    const { smmu, tables, cdTable, name } = setup();
+    // An EL1-only, execute-never page: unprivileged accesses and instruction reads fault.
+    tables.map(0x1000, 0x4100_0000, 3, Leaf.AF | Leaf.NG | Leaf.SH_IS | Leaf.UXN | Leaf.PXN);
+    const ste = (privcfg: number, instcfg: number) =>
+      encodeSte(
+        linuxSte({ s1ContextPtr: cdTable, dword1Other: (BigInt(privcfg) << 48n) | (BigInt(instcfg) << 50n) }),
+      );
+    const run = (access: 'read' | 'write' | 'exec', privileged = false) =>
+      name(smmu.translate({ sid: 1, iova: 0x1000, access, privileged }));
+    smmu.setStreamConfig(1, ste(0, 0));
+    expect(run('read')).toBe('F_PERMISSION');
+    expect(run('read', true)).toBe(0x4100_0000);
+    smmu.setStreamConfig(1, ste(3, 0)); // privileged
+    expect(run('write')).toBe(0x4100_0000);
+    smmu.setStreamConfig(1, ste(2, 0)); // unprivileged
+    expect(run('read', true)).toBe('F_PERMISSION');
+    smmu.setStreamConfig(1, ste(1, 0)); // reserved, behaves as "use incoming"
+    expect(run('read', true)).toBe(0x4100_0000);
+    smmu.setStreamConfig(1, ste(3, 3)); // privileged instruction reads
+    const r = smmu.translate({ sid: 1, iova: 0x1000, access: 'read' });
+    expect(r).toMatchObject({
+      ok: false,
+      event: { name: 'F_PERMISSION', instruction: true, privileged: true },
+    });
+    expect(run('write')).toBe(0x4100_0000); // writes stay data
+    smmu.setStreamConfig(1, ste(3, 2)); // instruction fetches become data reads
+    expect(run('exec')).toBe(0x4100_0000);
   });
 });
