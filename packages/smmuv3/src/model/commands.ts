@@ -72,6 +72,8 @@ export function executeCommand(
       return OK;
     }
     case 'UNKNOWN':
+      // CMD_PREFETCH_ADDR (0x02) is a hint; with nothing to prefetch it completes.
+      if (cmd.opcode === 0x02) return OK;
       return illegal(`opcode 0x${cmd.opcode.toString(16)} is not supported`);
   }
 }
