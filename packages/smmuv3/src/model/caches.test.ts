@@ -99,17 +99,19 @@ describe('IOTLB: stale until invalidated, per command', () => {
   });
 
   it('TLBI_NH_ALL drops everything; TLBI_NH_ASID keeps other ASIDs', () => {
-    const { tablesA, tablesB, pa, cmd } = setup();
+    const { tablesA, tablesB, pa, cmd, smmu } = setup();
     tablesA.map(0x1000, 0x4100_0000);
     tablesB.map(0x1000, 0x4110_0000);
     expect(pa(1, 0x1000)).toBe(0x4100_0000);
     expect(pa(2, 0x1000)).toBe(0x4110_0000);
+    expect(smmu.iotlbEntries).toBe(2);
     tablesA.map(0x1000, 0x4200_0000);
     tablesB.map(0x1000, 0x4210_0000);
     cmd({ op: 'TLBI_NH_ASID', vmid: 0, asid: 2 });
     expect(pa(1, 0x1000)).toBe(0x4100_0000);
     expect(pa(2, 0x1000)).toBe(0x4210_0000);
     cmd({ op: 'TLBI_NH_ALL', vmid: 0 });
+    expect(smmu.iotlbEntries).toBe(0);
     expect(pa(1, 0x1000)).toBe(0x4200_0000);
   });
 

@@ -69,7 +69,7 @@ export class Smmuv3 {
   private readonly tlbLevel: Int8Array;
   private readonly tlbPageSize: Float64Array;
   /** null when the IOTLB is disabled (`features.iotlbEntries: 0`). */
-  readonly iotlb: Iotlb | null;
+  private readonly iotlb: Iotlb | null;
   private readonly resolver: ContextResolver;
   private readonly walkResult = new WalkResult();
   private readonly scratchOut = createTranslationOut();
@@ -125,6 +125,11 @@ export class Smmuv3 {
       granule64k: features.granule64k,
     };
     this.resolver = new ContextResolver(this.memory, params, this.counters);
+  }
+
+  /** Live IOTLB entries (0 with the IOTLB disabled), for tests and diagnostics. */
+  get iotlbEntries(): number {
+    return this.iotlb?.count() ?? 0;
   }
 
   /** Walks, IOTLB and CD/STE cache hits and misses, faults and commands since creation. */
