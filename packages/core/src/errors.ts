@@ -25,6 +25,10 @@ export const ErrorCode = {
   EEXIST: 'EEXIST',
   /** Resource busy (bank in use, queue already enabled). */
   EBUSY: 'EBUSY',
+  /** I/O error: a device or transport broke (a device error status, a queue the device abandoned). */
+  EIO: 'EIO',
+  /** A device did not answer within the bound the caller set. */
+  ETIMEDOUT: 'ETIMEDOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -26,6 +26,41 @@ export type {
 } from './device/translate-range.js';
 export type { PageTranslation } from './device/translator.js';
 export { createPageTranslation } from './device/translator.js';
+// driver (guest side)
+export type { BatchLimits, InvalidateArgs, MappingObserver } from './driver/batch.js';
+export { IommuBatch } from './driver/batch.js';
+export { BatchResult } from './driver/batch-result.js';
+export type { IommuConfig, IommuFeatures } from './driver/config.js';
+export { DRIVER_FEATURES, MAX_PROBE_SIZE } from './driver/config.js';
+export type { DomainKind as DriverDomainKind } from './driver/domain-registry.js';
+export type {
+  EndpointInfo,
+  ServiceSource,
+  VirtioIommuDriverEvents,
+  VirtioIommuDriverOptions,
+} from './driver/driver.js';
+export { mapFlags, VirtioIommuDriver } from './driver/driver.js';
+export type { FaultReasonName, IgnoredEventReason, IommuFault } from './driver/fault-events.js';
+export type { KeptMapping } from './driver/kept-mappings.js';
+export type { PgtableGeometryOptions } from './driver/nested-common.js';
+export type { InvalidationTarget } from './driver/nested-invalidation.js';
+export type { AttachPasidTableOptions } from './driver/nested-pasid.js';
+export { attachPasidTable, NestedPasidDomain } from './driver/nested-pasid.js';
+export type { AttachPageTableOptions } from './driver/nested-pgtable.js';
+export { attachPageTable, NestedPageTableDomain } from './driver/nested-pgtable.js';
+export type {
+  EndpointProbe,
+  ProbeGeometry,
+  ProbeGeometryDefaults,
+  ReservedRegion,
+  SkippedProperty,
+  TableFormatOffer,
+} from './driver/probe-parser.js';
+export { describeTableFormats, MAX_PASID_BITS, parseProbeProperties } from './driver/probe-parser.js';
+export type { RequestDescription } from './driver/request-error.js';
+export { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './driver/request-error.js';
+export type { CompletionWait } from './driver/request-ring.js';
+export { DEFAULT_MAX_WAITS, DEFAULT_WAIT_TIMEOUT_MS, SLOT_SIZE } from './driver/request-ring.js';
 // protocol
 export {
   ATTACH_F_BYPASS,
@@ -67,6 +102,7 @@ export {
   resvSubtype,
   writeProperty,
 } from './protocol/properties.js';
+export { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from './protocol/request-writers.js';
 export type {
   AttachRequest,
   AttachTableRequest,

@@ -5,6 +5,7 @@
  */
 import { hex, VmmError } from '@vmmkit/core';
 import { ATTACH_F_BYPASS, MapFlag, RequestSize, Status } from '../protocol/constants.js';
+import { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from '../protocol/request-writers.js';
 import { decodeRequest, encodeAttach, encodeAttachTable, encodeDetach } from '../protocol/requests.js';
 import { toU64, U64_MAX } from '../protocol/u64.js';
 import {
@@ -15,7 +16,6 @@ import {
   reportAccepted,
 } from './batch-checks.js';
 import { BatchResult, describeRequest } from './batch-result.js';
-import { writeInvalidateRequest, writeMapRequest, writeUnmapRequest } from './hot-encoders.js';
 import { VirtioIommuRequestError } from './request-error.js';
 import { type RequestRing, SLOT_SIZE } from './request-ring.js';
 

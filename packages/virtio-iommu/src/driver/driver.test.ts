@@ -145,7 +145,7 @@ describe('lifecycle', () => {
     driver.close();
     expect(s.allocator.freeBytes).toBe(free);
     expect(s.transport.status).toBe(0);
-    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
   });
 });
 
@@ -255,15 +255,15 @@ describe('batching', () => {
 
 describe('statuses', () => {
   const cases: [number, string][] = [
-    [Status.IOERR, 'EBUSY'],
+    [Status.IOERR, 'EIO'],
     [Status.UNSUPP, 'ENOSYS'],
-    [Status.DEVERR, 'EBUSY'],
+    [Status.DEVERR, 'EIO'],
     [Status.INVAL, 'EINVAL'],
     [Status.RANGE, 'ERANGE'],
     [Status.NOENT, 'ENOENT'],
     [Status.FAULT, 'EFAULT'],
     [Status.NOMEM, 'ENOMEM'],
-    [STATUS_NOT_WRITTEN, 'EBUSY'],
+    [STATUS_NOT_WRITTEN, 'EIO'],
   ];
   it.each(cases)('status %i becomes %s with the failed request', (status, code) => {
     const { driver, device } = setup();
@@ -299,7 +299,7 @@ describe('statuses', () => {
     expect(s.interruptStatus).toBe(0);
     // The queue still holds the request: later submissions are refused rather than confused.
     device.answers = true;
-    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EBUSY' }));
+    expect(() => driver.unmap(1, 0, 0x1000)).toThrow(expect.objectContaining({ code: 'EIO' }));
   });
 
   it('bounds the waits of a worker-mode driver', () => {

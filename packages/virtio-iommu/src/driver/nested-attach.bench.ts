@@ -1,7 +1,7 @@
 import { createContainer, type IoPgtableRegistry, type PasidTableLibrary, TOKENS } from '@vmmkit/core';
-import { afterAll, bench, describe } from 'vitest';
 // Relative until @vmmkit/virtio-iommu lists @vmmkit/smmuv3 as a devDependency (see nested.int.test.ts).
-import { smmuv3Plugin } from '../../../smmuv3/src/index.js';
+import { smmuv3Plugin } from '@vmmkit/smmuv3';
+import { afterAll, bench, describe } from 'vitest';
 import { createVirtioIommuHarness } from '../testing/index.js';
 import { VirtioIommuDriver } from './driver.js';
 

@@ -12,14 +12,13 @@ export interface RequestDescription {
 }
 
 /**
- * The errno a status becomes, after Linux's `viommu_get_req_errno`. vmmkit's `ErrorCode` has no
- * EIO, so the two "the device or transport broke" statuses (IOERR, DEVERR) and a buffer returned
- * unwritten become EBUSY: the request may succeed after a reset, the caller's arguments were fine.
+ * The errno a status becomes, after Linux's `viommu_get_req_errno`: the two "the device or
+ * transport broke" statuses (IOERR, DEVERR) and a buffer returned unwritten are EIO.
  */
 const ERRNO_OF_STATUS: Readonly<Record<number, ErrorCode>> = {
-  [Status.IOERR]: 'EBUSY',
+  [Status.IOERR]: 'EIO',
   [Status.UNSUPP]: 'ENOSYS',
-  [Status.DEVERR]: 'EBUSY',
+  [Status.DEVERR]: 'EIO',
   [Status.INVAL]: 'EINVAL',
   [Status.RANGE]: 'ERANGE',
   [Status.NOENT]: 'ENOENT',
@@ -59,7 +58,7 @@ export class VirtioIommuRequestError extends VmmError {
 
   constructor(status: number, request: RequestDescription) {
     const unwritten = status === STATUS_NOT_WRITTEN;
-    const code: ErrorCode = ERRNO_OF_STATUS[status] ?? 'EBUSY';
+    const code: ErrorCode = ERRNO_OF_STATUS[status] ?? 'EIO';
     const meaning = unwritten
       ? 'the device returned the buffer unwritten (used length 0: unknown or malformed request)'
       : (MEANING_OF_STATUS[status] ?? 'status the specification does not define');

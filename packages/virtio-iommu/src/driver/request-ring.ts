@@ -185,12 +185,16 @@ export class RequestRing {
         );
       }
       if (waits >= this.maxWaits) {
-        throw this.fail(`the device answered ${done} of ${expected} requests after ${waits} waits`);
+        throw this.fail(
+          `the device answered ${done} of ${expected} requests after ${waits} waits`,
+          'ETIMEDOUT',
+        );
       }
       if (waits === 0) started = performance.now();
       else if (performance.now() - started > this.timeoutMs) {
         throw this.fail(
           `the device answered ${done} of ${expected} requests in ${this.timeoutMs} ms (${waits} waits)`,
+          'ETIMEDOUT',
         );
       }
       try {
@@ -214,9 +218,15 @@ export class RequestRing {
         'virtio-iommu request queue busy: a request was submitted while another batch waits',
       );
     }
+    if (this.brokenReason === 'released') {
+      throw new VmmError(
+        'EINVAL',
+        'the virtio-iommu driver was closed; create a new driver to use the device again',
+      );
+    }
     if (this.brokenReason !== null) {
       throw new VmmError(
-        'EBUSY',
+        'EIO',
         `virtio-iommu request queue unusable: ${this.brokenReason}; reset the device`,
       );
     }
@@ -235,8 +245,8 @@ export class RequestRing {
     if (!this.busy) this.hooks.afterSubmit?.();
   }
 
-  private fail(reason: string): VmmError {
+  private fail(reason: string, code: 'EIO' | 'ETIMEDOUT' = 'EIO'): VmmError {
     this.brokenReason = reason;
-    return new VmmError('EBUSY', `virtio-iommu request queue at slot area ${hex(this.slotBase)}: ${reason}`);
+    return new VmmError(code, `virtio-iommu request queue at slot area ${hex(this.slotBase)}: ${reason}`);
   }
 }

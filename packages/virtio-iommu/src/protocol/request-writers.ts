@@ -2,10 +2,10 @@
  * Allocation-free writers of the three requests a driver sends in bulk (MAP, UNMAP, INVALIDATE),
  * at the protocol module's offsets. The protocol module's `encodeMap`/`encodeUnmap`/
  * `encodeInvalidate` allocate a buffer per request; these write into a caller's reused view,
- * 64-bit fields as 32-bit halves. Candidates to move into `protocol/requests.ts`.
+ * 64-bit fields as 32-bit halves, for drivers that send them in bulk.
  */
-import { RequestSize, RequestType } from '../protocol/constants.js';
-import { InvalidateOffset, MapOffset, UnmapOffset } from '../protocol/requests.js';
+import { RequestSize, RequestType } from './constants.js';
+import { InvalidateOffset, MapOffset, UnmapOffset } from './requests.js';
 
 function clear(view: DataView, at: number, length: number): void {
   for (let i = 0; i < length; i += 4) view.setUint32(at + i, 0, true);
