@@ -30,6 +30,33 @@ describe('caps and storms', () => {
     expect(h.device.mappingCount).toBe(16);
   });
 
+  it('at the default cap: 2^20 mappings in one domain, then S_NOMEM', () => {
+    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], memorySize: 8 << 20 });
+    h.submitBatch([encodeAttach({ domain: 1, endpoint: 1 })]);
+    const total = 2 ** 20 + 2;
+    const statuses = new Uint8Array(4096);
+    const counts = new Map<number, number>();
+    const batch: Uint8Array[] = [];
+    for (let first = 0; first < total; first += 4096) {
+      batch.length = 0;
+      for (let i = first; i < Math.min(total, first + 4096); i++) {
+        batch.push(
+          encodeMap({
+            domain: 1,
+            virtStart: i * 0x1000,
+            virtEnd: i * 0x1000 + 0xfff,
+            physStart: 0x4000_0000,
+            flags: 1,
+          }),
+        );
+      }
+      h.submitBatch(batch, 4, statuses);
+      for (let i = 0; i < batch.length; i++) counts.set(statuses[i]!, (counts.get(statuses[i]!) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(counts)).toEqual({ [Status.OK]: 2 ** 20, [Status.NOMEM]: 2 });
+    expect(h.device.mappingCount).toBe(2 ** 20);
+  });
+
   it('a fault storm with no event buffers is dropped and counted, memory bounded', () => {
     const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], bypass: false, eventBuffers: 0 });
     const before = process.memoryUsage().heapUsed;

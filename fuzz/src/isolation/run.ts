@@ -18,7 +18,12 @@ import {
 } from '@vmmkit/virtio-iommu';
 import { DmaError, DmaOp, DmaReg, DmaStatus } from '@vmmkit/vmm';
 import { NestedTableModel } from '../model/nested-model.js';
-import { type ModelRegion, U64_MAX, UpstreamModel } from '../model/upstream-model.js';
+import {
+  type ModelRegion,
+  U64_MAX,
+  UpstreamModel,
+  type UpstreamModelConfig,
+} from '../model/upstream-model.js';
 import {
   canary,
   createWorld,
@@ -70,7 +75,15 @@ function physOf(target: number): bigint {
 const inRam = (pa: bigint, length: number) =>
   pa >= BigInt(RAM_BASE) && pa + BigInt(length) <= BigInt(RAM_BASE + RAM_SIZE);
 
-export function runScenario(scenario: Scenario, stats?: RunStats): void {
+/**
+ * Runs `scenario`; `modelOverrides` lets a test lie to the model (e.g. about `bypass`) to prove
+ * the checks catch a device that diverges from it.
+ */
+export function runScenario(
+  scenario: Scenario,
+  stats?: RunStats,
+  modelOverrides: Partial<UpstreamModelConfig> = {},
+): void {
   const world = createWorld({ bypass: scenario.bypass, narrowInput: scenario.narrowInput });
   const regions = new Map<number, readonly ModelRegion[]>(
     ENDPOINTS.map((e) => [e, e === 3 ? RESERVED_REGIONS : []]),
@@ -86,6 +99,7 @@ export function runScenario(scenario: Scenario, stats?: RunStats): void {
     maxMappingsPerDomain: 24,
     bypass: scenario.bypass,
     tableFormats: new Map(ENDPOINTS.map((e) => [e, [ARM_PGTF, ARM_PSTF]])),
+    ...modelOverrides,
   });
   const runner = new ScenarioRunner(world, model, stats);
   scenario.actions.forEach((action, step) => {

@@ -4,12 +4,13 @@
  */
 import { createNestedTranslation, DmaAccess, NO_PASID } from '@vmmkit/core';
 import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
-import { ArmLpaeNestedBackend, ArmSmmuV3PasidBackend } from '@vmmkit/smmuv3';
+import { ArmLpaeNestedBackend, ArmSmmuV3PasidBackend, smmuv3Plugin } from '@vmmkit/smmuv3';
 import { createVirtioIommuHarness } from '@vmmkit/virtio-iommu/testing';
 import { DMA_WINDOW_SIZE, DmaEngine, DmaReg, DmaStatus } from '@vmmkit/vmm';
 import fc from 'fast-check';
 import { scenarioArb } from '../isolation/actions.js';
-import { runScenario } from '../isolation/run.js';
+import { type RunStats, runScenario } from '../isolation/run.js';
+import { createRawDevice, RAW_RAM } from '../testing/raw-device.js';
 import { iommuTranslator } from '../world.js';
 import { expectThat, type Surface, surface } from './surface.js';
 
@@ -45,7 +46,11 @@ const requests = surface({
     { minLength: 1, maxLength: 8 },
   ),
   async run(list) {
-    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }, { id: 2 }], memorySize: 2 << 20 });
+    const h = createVirtioIommuHarness({
+      endpoints: [{ id: 1 }, { id: 2 }],
+      memorySize: 2 << 20,
+      plugins: [smmuv3Plugin],
+    });
     const labels = new Set<string>();
     let broken: string | null = null;
     h.device.on('broken', (reason) => {
@@ -280,15 +285,75 @@ const dmaRegisters = surface({
   },
 });
 
+/** Event-queue buffers a hostile driver posts (short, read-only, out of RAM), then a fault storm. */
+const eventQueue = surface({
+  name: 'eventq',
+  description: 'event-queue buffers (lengths, directions, addresses) under a fault storm',
+  input: fc.record({
+    buffers: fc.array(
+      fc.record({
+        addr: fc.oneof(
+          fc.integer({ min: RAW_RAM + 0x4_0000, max: RAW_RAM + 0x8_0000 }),
+          fc.constantFrom(0, 2 ** 40),
+        ),
+        len: fc.oneof(fc.constantFrom(24, 24, 23, 0, 4096), fc.nat(64)),
+        write: fc.oneof(
+          { weight: 5, arbitrary: fc.constant(true) },
+          { weight: 1, arbitrary: fc.constant(false) },
+        ),
+      }),
+      { maxLength: 12 },
+    ),
+    faults: fc.integer({ min: 0, max: 40 }),
+  }),
+  run(input) {
+    const raw = createRawDevice({ memorySize: 1 << 20, bypass: false });
+    input.buffers.forEach((b, i) => raw.events.addChain([b], i));
+    raw.device.notify(1);
+    for (let i = 0; i < input.faults; i++)
+      raw.device.translate({ endpoint: 1, iova: i * 0x1000, access: 'read' });
+    const s = raw.device.faultStats;
+    // Every fault is delivered or dropped and counted; never more deliveries than buffers.
+    expectThat(s.raised === input.faults, `raised ${s.raised} of ${input.faults}`);
+    expectThat(
+      s.delivered + s.dropped === s.raised,
+      `delivered ${s.delivered} + dropped ${s.dropped} != ${s.raised}`,
+    );
+    expectThat(
+      s.delivered <= input.buffers.length,
+      `${s.delivered} reports in ${input.buffers.length} buffers`,
+    );
+    for (const used of raw.events.usedSince(0))
+      expectThat(used.len === 0 || used.len === 24, `used length ${used.len}`);
+    return `delivered ${Math.min(s.delivered, 3)}${s.delivered > 3 ? '+' : ''} dropped ${s.dropped > 0}${raw.resets.length > 0 ? ' reset' : ''}`;
+  },
+});
+
 /** The whole-stack isolation scenario as a fuzz surface (long passes find deeper sequences). */
 const isolation = surface({
   name: 'isolation',
   description: 'guest action sequences against the reference model (the isolation property)',
   input: scenarioArb,
   run(scenario) {
-    runScenario(scenario);
-    return `${scenario.actions.length >= 30 ? 'long' : 'short'} sequence`;
+    const stats: RunStats = { statuses: new Map(), dma: new Map() };
+    runScenario(scenario, stats);
+    // Outcome: which kinds of DMA result the sequence reached (done, fault, bus error, ...).
+    return (
+      [...stats.dma.keys()]
+        .map((k) => k.replace(/ \d+$/, ''))
+        .sort()
+        .filter((k, i, a) => a.indexOf(k) === i)
+        .join(', ') || 'no DMA'
+    );
   },
 });
 
-export const SURFACES: readonly Surface[] = [requests, rings, tables, mmio, dmaRegisters, isolation];
+export const SURFACES: readonly Surface[] = [
+  requests,
+  rings,
+  tables,
+  mmio,
+  dmaRegisters,
+  eventQueue,
+  isolation,
+];

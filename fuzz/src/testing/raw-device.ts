@@ -22,13 +22,16 @@ export interface RawDevice {
 export function createRawDevice(options: {
   memorySize: number;
   queueSize?: number;
-  eventBuffers?: number;
+  bypass?: boolean;
 }): RawDevice {
   const { memory } = createTestMemory({ base: RAW_RAM, size: options.memorySize });
   const size = options.queueSize ?? 256;
   const requests = new MockSplitQueue(memory, RAW_RAM, size);
   const events = new MockSplitQueue(memory, RAW_RAM + 0x1_0000, size);
-  const device = createVirtioIommuDevice({ endpoints: [{ id: 1 }, { id: 2 }] });
+  const device = createVirtioIommuDevice({
+    endpoints: [{ id: 1 }, { id: 2 }],
+    bypass: options.bypass ?? true,
+  });
   const features = linuxDriverFeatures() & device.deviceFeatures;
   device.acceptFeatures(features);
   const resets: string[] = [];
