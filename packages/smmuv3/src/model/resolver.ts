@@ -51,7 +51,7 @@ export class ContextResolver {
   /** Set when `resolve` fails. */
   eventType = 0;
   eventFetchAddress = 0;
-  /** Whether the failing transaction's SSID is reported (SSV). */
+  /** Why, in words, for explain. */
   eventReason = '';
 
   constructor(

@@ -146,7 +146,10 @@ export class Smmuv3 {
     return c;
   }
 
-  /** Programs STRTAB_BASE / STRTAB_BASE_CFG. STEs are then fetched from guest memory. */
+  /**
+   * Programs STRTAB_BASE / STRTAB_BASE_CFG. STEs are then fetched from guest memory; cached
+   * configuration is dropped (as the CFGI_ALL that follows such a change on hardware).
+   */
   setStreamTable(config: StreamTableConfig): void {
     const { base, log2Size, format } = config;
     const split = config.split ?? 8;
@@ -174,6 +177,8 @@ export class Smmuv3 {
       }
     }
     this.resolver.streamTable = { base, log2Size, format, split };
+    // Reprogramming STRTAB_BASE is done with the SMMU disabled and followed by CFGI_ALL.
+    this.resolver.invalidateAll();
     this.invalidateConfig();
   }
 
