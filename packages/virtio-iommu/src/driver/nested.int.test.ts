@@ -4,8 +4,6 @@
  * changes seen only after INVALIDATE, faults with their PASID.
  */
 import { createContainer, IommuProt } from '@vmmkit/core';
-// Relative until @vmmkit/virtio-iommu lists @vmmkit/smmuv3 as a devDependency (tsc resolves package
-// names through node_modules; vitest's alias would accept '@vmmkit/smmuv3' already).
 import { smmuv3Plugin } from '@vmmkit/smmuv3';
 import { describe, expect, it } from 'vitest';
 import { createVirtioIommuHarness } from '../testing/index.js';
