@@ -12,6 +12,7 @@ import { scenarioArb } from '../isolation/actions.js';
 import { type RunStats, runScenario } from '../isolation/run.js';
 import { createRawDevice, RAW_RAM } from '../testing/raw-device.js';
 import { iommuTranslator } from '../world.js';
+import { mmioInit } from './mmio-init.js';
 import { expectThat, type Surface, surface } from './surface.js';
 
 const RAM = 0x4000_0000;
@@ -353,6 +354,7 @@ export const SURFACES: readonly Surface[] = [
   rings,
   tables,
   mmio,
+  mmioInit,
   dmaRegisters,
   eventQueue,
   isolation,
