@@ -19,10 +19,10 @@ import { type ArmCdContext, armSmmuV3PasidVendor } from './cdlib/vendor.js';
 import { type CmdqCommand, encodeCommand } from './codec/command.js';
 import { EventType } from './codec/event.js';
 import { encodeSte, SteConfig, SteS1Dss } from './codec/ste.js';
-import { referenceWalk } from './lpae/fixture.js';
 import { armLpaeS1Format } from './lpae/format.js';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './lpae/geometry.js';
 import { Smmuv3 } from './model/smmuv3.js';
+import { referenceWalk } from './testing/lpae-fixture.js';
 
 const RAM_BASE = 0x4000_0000;
 const RAM = 48 * 2 ** 20;

@@ -7,8 +7,8 @@ import {
 } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
 import { decodeCd } from '../codec/cd.js';
-import { guestRam, lpaeFixture } from '../lpae/fixture.js';
 import { SZ_4K } from '../lpae/geometry.js';
+import { guestRam, lpaeFixture } from '../testing/lpae-fixture.js';
 import { type ArmCdContext, armSmmuV3PasidVendor, writeArmCd } from './vendor.js';
 
 const RAM = 8 * 2 ** 20;

@@ -1,6 +1,6 @@
 import { IoPgtableRegistry, isVmmError } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
-import { lpaeFixture } from './fixture.js';
+import { lpaeFixture } from '../testing/lpae-fixture.js';
 import { armLpaeS1Format, encodeArmLpaeTcrEl1 } from './format.js';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './geometry.js';
 

@@ -1,6 +1,6 @@
 import { IommuProt } from '@vmmkit/core';
 import { bench, describe } from 'vitest';
-import { lpaeFixture, TABLE_REGION_BASE } from './fixture.js';
+import { lpaeFixture, TABLE_REGION_BASE } from '../testing/lpae-fixture.js';
 import { SZ_1G, SZ_2M, SZ_4K } from './geometry.js';
 
 /**

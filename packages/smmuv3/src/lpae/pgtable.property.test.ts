@@ -1,7 +1,7 @@
 import { IommuProt, isVmmError } from '@vmmkit/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { lpaeFixture } from './fixture.js';
+import { lpaeFixture } from '../testing/lpae-fixture.js';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './geometry.js';
 
 /** A mapping the reference remembers: one leaf-sized or larger contiguous range. */

@@ -1,6 +1,6 @@
 import { createIotlbGather, IommuProt, isVmmError } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
-import { leafOf, lpaeFixture, referenceWalk } from './fixture.js';
+import { leafOf, lpaeFixture, referenceWalk } from '../testing/lpae-fixture.js';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './geometry.js';
 
 const { READ, WRITE, CACHE, NOEXEC, MMIO, PRIV } = IommuProt;

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { type CmdqCommand, encodeCommand } from '../codec/command.js';
-import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd, writeSte } from './fixture.js';
+import {
+  BumpAllocator,
+  createRam,
+  linuxCd,
+  linuxSte,
+  S1Tables,
+  writeCd,
+  writeSte,
+} from '../testing/host-tables.js';
 import { Smmuv3 } from './smmuv3.js';
 
 const range = { num: 0, scale: 0, tg: 0, ttl: 0 };

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeCommand } from '../codec/command.js';
 import { EventType, eventName } from '../codec/event.js';
 import { encodeSte } from '../codec/ste.js';
-import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd } from './fixture.js';
+import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd } from '../testing/host-tables.js';
 import { Smmuv3 } from './smmuv3.js';
 import type { TranslateResult } from './types.js';
 

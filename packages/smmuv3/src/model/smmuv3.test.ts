@@ -3,7 +3,15 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { EventType } from '../codec/event.js';
 import { encodeL1CdDesc, encodeL1StreamDesc } from '../codec/l1.js';
 import { encodeSte } from '../codec/ste.js';
-import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd, writeSte } from './fixture.js';
+import {
+  BumpAllocator,
+  createRam,
+  linuxCd,
+  linuxSte,
+  S1Tables,
+  writeCd,
+  writeSte,
+} from '../testing/host-tables.js';
 import { Smmuv3 } from './smmuv3.js';
 
 /** The QEMU qtest scenario, byte for byte (reference §7.4). */

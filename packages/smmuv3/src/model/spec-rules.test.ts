@@ -6,7 +6,15 @@
 import { describe, expect, it } from 'vitest';
 import { encodeL1CdDesc } from '../codec/l1.js';
 import { encodeSte } from '../codec/ste.js';
-import { BumpAllocator, createRam, Leaf, linuxCd, linuxSte, S1Tables, writeCd } from './fixture.js';
+import {
+  BumpAllocator,
+  createRam,
+  Leaf,
+  linuxCd,
+  linuxSte,
+  S1Tables,
+  writeCd,
+} from '../testing/host-tables.js';
 import { Smmuv3 } from './smmuv3.js';
 import type { TranslateResult } from './types.js';
 

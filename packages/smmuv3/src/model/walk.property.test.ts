@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCommand } from '../codec/command.js';
 import { encodeSte } from '../codec/ste.js';
-import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd } from './fixture.js';
+import { BumpAllocator, createRam, linuxCd, linuxSte, S1Tables, writeCd } from '../testing/host-tables.js';
 import { Smmuv3 } from './smmuv3.js';
 
 interface Mapping {

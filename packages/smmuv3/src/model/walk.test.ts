@@ -3,7 +3,15 @@ import { describe, expect, it } from 'vitest';
 import type { CdFields } from '../codec/cd.js';
 import { encodeCommand } from '../codec/command.js';
 import { encodeSte } from '../codec/ste.js';
-import { BumpAllocator, createRam, Leaf, linuxCd, linuxSte, S1Tables, writeCd } from './fixture.js';
+import {
+  BumpAllocator,
+  createRam,
+  Leaf,
+  linuxCd,
+  linuxSte,
+  S1Tables,
+  writeCd,
+} from '../testing/host-tables.js';
 import { Smmuv3 } from './smmuv3.js';
 import type { TranslateRequest } from './types.js';
 

@@ -18,7 +18,7 @@ import {
   linuxCd,
   S1Tables,
   writeCd,
-} from '../model/fixture.js';
+} from '../testing/host-tables.js';
 import { ArmLpaeNestedBackend } from './lpae-backend.js';
 import { ARM_LPAE_PAGE_SIZES } from './options.js';
 import { ArmSmmuV3PasidBackend } from './pasid-backend.js';

@@ -1,1 +1,22 @@
-export {};
+// Fakes and builders for tests of code that uses the arm vendor (conformance suites included).
+export {
+  BumpAllocator,
+  createRam,
+  DEFAULT_LEAF_ATTRS,
+  Leaf,
+  linuxCd,
+  linuxSte,
+  RAM_BASE,
+  S1Tables,
+  tg0Of,
+  writeCd,
+} from './host-tables.js';
+export type { LpaeFixture, LpaeFixtureOptions, TlbCall, WalkStep } from './lpae-fixture.js';
+export {
+  guestRam,
+  leafOf,
+  lpaeFixture,
+  RecordingTlb,
+  referenceWalk,
+  TABLE_REGION_BASE,
+} from './lpae-fixture.js';

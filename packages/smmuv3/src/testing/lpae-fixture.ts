@@ -11,7 +11,7 @@ import {
   type IoPgtableOps,
   type IotlbGather,
 } from '@vmmkit/core';
-import { armLpaeS1Format } from './format.js';
+import { armLpaeS1Format } from '../lpae/format.js';
 
 export const TABLE_REGION_BASE = 0x4000_0000;
 
