@@ -17,7 +17,7 @@ import {
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { virtPlugin } from './plugin.js';
-import { PTE_READ, PTE_VALID, PTE_WRITE } from './virt-format.js';
+import { PTE_READ, PTE_VALID } from './virt-format.js';
 
 const RAM = 0x8000_0000;
 const RAM_SIZE = 0x100_0000;
@@ -191,7 +191,7 @@ describe('the virt vendor plugin', () => {
         fc.array(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), { minLength: 512, maxLength: 512 }),
         fc.integer({ min: 0, max: 2 ** 48 - 1 }),
         (words, iova) => {
-          words.forEach((w, i) => memory.writeU64(pgd + i * 8, w));
+          for (const [i, w] of words.entries()) memory.writeU64(pgd + i * 8, w);
           table.invalidate({
             granularity: 'domain',
             caches: { iotlb: true, devIotlb: false, pasid: false },
