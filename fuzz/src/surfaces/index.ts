@@ -309,7 +309,9 @@ const eventQueue = surface({
   }),
   run(input) {
     const raw = createRawDevice({ memorySize: 1 << 20, bypass: false });
-    input.buffers.forEach((b, i) => raw.events.addChain([b], i));
+    input.buffers.forEach((b, i) => {
+      raw.events.addChain([b], i);
+    });
     raw.device.notify(1);
     for (let i = 0; i < input.faults; i++)
       raw.device.translate({ endpoint: 1, iova: i * 0x1000, access: 'read' });
