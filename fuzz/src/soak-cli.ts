@@ -36,6 +36,7 @@ process.stdout.write(
     `  device fault reports: raised ${r.deviceFaults.raised}, delivered ${r.deviceFaults.delivered}, dropped ${r.deviceFaults.dropped}`,
     `  host heap ${mib(r.hostHeapStart)} -> ${mib(r.hostHeapEnd)}; guest heap ${mib(r.heapStart)} -> ${mib(r.heapEnd)}; rss ${mib(r.rssStart)} -> ${mib(r.rssEnd)}`,
     `  bound: growth < ${mib(r.bound)} for each: ${r.held ? 'held' : 'EXCEEDED'}`,
-  ].join('\n') + '\n',
+    '', // ends the report with a newline
+  ].join('\n'),
 );
 process.exit(r.held && r.badStatuses === 0 && r.dmaErrors === 0 ? 0 : 1);

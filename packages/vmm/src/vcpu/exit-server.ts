@@ -1,26 +1,12 @@
 import type { MmioBus, MmioSize } from '../bus/mmio-bus.js';
 import { waitAsync } from './atomics.js';
-import {
-  CTRL_WAKE,
-  DB_CAPACITY,
-  DB_ENTRY_WORDS,
-  joinHalves,
-  OP_READ,
-  SLOT_ADDR_HI,
-  SLOT_ADDR_LO,
-  SLOT_DB_HEAD,
-  SLOT_DB_RING,
-  SLOT_DB_TAIL,
-  SLOT_OP,
-  SLOT_SIZE,
-  SLOT_STATE,
-  SLOT_VALUE_HI,
-  SLOT_VALUE_LO,
-  STATE_REQUEST,
-  STATE_RESPONSE,
-  splitHi,
-  splitLo,
-} from './exit-protocol.js';
+import * as P from './exit-protocol.js';
+
+// Module-local copies of the protocol constants: the serving loop must not pay for imported
+// bindings turned into property reads by a bundler or test runner.
+const { CTRL_WAKE, DB_CAPACITY, DB_ENTRY_WORDS, OP_READ, SLOT_ADDR_HI, SLOT_ADDR_LO, SLOT_DB_HEAD } = P;
+const { SLOT_DB_RING, SLOT_DB_TAIL, SLOT_OP, SLOT_SIZE, SLOT_STATE, SLOT_VALUE_HI, SLOT_VALUE_LO } = P;
+const { STATE_REQUEST, STATE_RESPONSE, joinHalves, splitHi, splitLo } = P;
 
 /** Exits served before the server yields to the event loop even when more are waiting. */
 const BATCH_BEFORE_YIELD = 4096;
