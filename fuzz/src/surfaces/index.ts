@@ -42,7 +42,11 @@ const requests = surface({
         ),
       ),
       split: fc.nat({ max: 3 }),
-      writable: fc.oneof(fc.constant([4]), fc.array(fc.integer({ min: 0, max: 600 }), { maxLength: 3 })),
+      // Linux's exact framings (tail; PROBE: probe_size 512 + tail, also split), or anything.
+      writable: fc.oneof(
+        fc.constantFrom([4], [516], [256, 260]),
+        fc.array(fc.integer({ min: 0, max: 600 }), { maxLength: 3 }),
+      ),
     }),
     { minLength: 1, maxLength: 8 },
   ),
@@ -70,6 +74,10 @@ const requests = surface({
       else {
         // virtio 1.2 §5.13.6: the status is the last 4 bytes of the writable part.
         expectThat(usedLength === total, `used length ${usedLength} of a ${total}-byte writable part`);
+        // Host work bounded by the protocol (README "Framing"): a 4-byte tail, or for PROBE
+        // at most probe_size (512) bytes of properties and the tail.
+        const limit = r.type === 5 ? 516 : 4;
+        expectThat(usedLength <= limit, `type ${r.type} answered ${usedLength} bytes (limit ${limit})`);
         const status = written[total - 4]!;
         expectThat(status <= 8, `status ${status} is not one the spec names`);
         labels.add(`type ${r.type} S${status}`);

@@ -73,15 +73,38 @@ describe('PROBE', () => {
 describe('framing', () => {
   const attach = encodeAttach({ domain: 1, endpoint: 8 });
 
-  it('finds the tail at the end of a longer writable part and ignores extra readable bytes', async () => {
+  it('ignores readable bytes past the request (QEMU), answering in the 4-byte tail', async () => {
     const h = createVirtioIommuHarness({ endpoints });
     const longer = new Uint8Array(64);
     longer.set(attach);
     longer.fill(0xee, 20);
-    const { usedLength, written } = await h.submit(longer, 16);
-    expect(usedLength).toBe(16);
-    expect(written).toEqual(new Uint8Array(16));
+    const { usedLength, written } = await h.submit(longer, 4);
+    expect(usedLength).toBe(4);
+    expect(written).toEqual(new Uint8Array(4));
     expect(h.device.endpointDomain(8)).toBe(1);
+  });
+
+  // Reference §7 pitfall 7 (kvmtool) and §3.1: a writable part longer than the protocol defines
+  // cannot be framed; answering it would oblige the host to write all of it (virtio 1.2 §2.7.8.2).
+  it('returns a writable part longer than the tail (or than probe_size + 4) unwritten, used length 0', async () => {
+    const h = createVirtioIommuHarness({ endpoints, probeSize: 64 });
+    for (const writable of [5, 8, 16, 4096]) {
+      const { usedLength, written } = await h.submit(attach, writable);
+      expect({ writable, usedLength }).toEqual({ writable, usedLength: 0 });
+      expect(written.every((b) => b === POISON)).toBe(true);
+    }
+    expect(h.device.endpointDomain(8)).toBeNull();
+    for (const writable of [69, 72, 516]) {
+      const { usedLength, written } = await h.submit(encodeProbe({ endpoint: 8 }), writable);
+      expect({ writable, usedLength }).toEqual({ writable, usedLength: 0 });
+      expect(written.every((b) => b === POISON)).toBe(true);
+    }
+    // Split over descriptors the rule is the same: the total writable length counts.
+    expect((await h.submitChain([attach], [2, 2, 1])).usedLength).toBe(0);
+    expect(h.device.requestStats.unanswered).toBe(8);
+    // Exactly framed, as Linux sends them: answered.
+    expect((await h.submitChain([attach], [2, 2])).usedLength).toBe(4);
+    expect((await h.submit(encodeProbe({ endpoint: 8 }), 68)).usedLength).toBe(68);
   });
 
   it('does not assume how the request is split over descriptors', async () => {

@@ -6,13 +6,27 @@ import type { IommuState } from './iommu-state.js';
 import { attachTable, invalidate } from './nested.js';
 import type { ProbeAnswers } from './probe.js';
 
-/** Zeros copied in front of a tail when the writable part is longer than what the reply needs. */
+/**
+ * Zeros copied in front of a PROBE tail (unused properties, or the S_INVAL answer to a short
+ * properties area). `probeSize` is at most 64 KiB, so a few copies at most.
+ */
 const ZEROS = new Uint8Array(4096);
 
 /**
  * Frames requests popped from `requestq` (virtio 1.2 §5.13.6.1): parses the readable part,
  * runs the request, writes the reply so that the tail is the last 4 bytes of the writable part,
  * and returns the used length. One request buffer and one tail are reused for every request.
+ *
+ * Framing is strict on the writable part (kvmtool's rule, reference §7 pitfall 7): it must be
+ * exactly what the protocol defines the device to write — the 4-byte tail, or for PROBE at
+ * most `probe_size` bytes of properties and the tail. A longer writable part is returned
+ * unwritten with used length 0 (reference §3.1, "cannot parse"). The device must have written
+ * every byte up to the used length before publishing it (virtio 1.2 §2.7.8.2) and Linux reads
+ * PROBE properties only when the used length is the whole writable part, so answering a longer
+ * part would mean zero-filling whatever the guest hung on the chain: up to 4 GiB of host writes
+ * per request. Bounding the writable part bounds host work by the protocol, not by the guest.
+ * Longer *readable* parts stay tolerated (QEMU ignores the extra bytes): only
+ * `MAX_REQUEST_SIZE` bytes of them are ever copied.
  */
 export class RequestHandler {
   private readonly request = new Uint8Array(MAX_REQUEST_SIZE);
@@ -51,10 +65,15 @@ export class RequestHandler {
     // the device returns it without writing anything.
     if (readable < RequestSize.HEAD || writable < RequestSize.TAIL) return 0;
     const got = chain.readInto(this.request, 0);
+    const type = this.request[0];
+    // Reference §7 pitfall 7 (kvmtool): every request but PROBE defines exactly a 4-byte writable
+    // part; anything longer is not a request this device can frame, so it is returned unwritten
+    // (used length 0) rather than zero-filled (see the class comment).
+    if (type !== RequestType.PROBE && writable !== RequestSize.TAIL) return 0;
     const view = this.view;
     const state = this.state;
     let status: number;
-    switch (this.request[0]) {
+    switch (type) {
       case RequestType.ATTACH:
         if (got < RequestSize.ATTACH) return 0;
         status = state.attach(
@@ -102,6 +121,9 @@ export class RequestHandler {
         // virtio 1.2 §5.13.6.8.2: without F_PROBE the device SHOULD NOT write; used length 0.
         if (!this.probeOn) return 0;
         if (got < RequestSize.PROBE) return 0;
+        // virtio 1.2 §5.13.6.8: PROBE writes `probe_size` bytes of properties and the tail;
+        // a longer writable part cannot be framed (class comment), a shorter one is S_INVAL below.
+        if (writable > this.probeSize + RequestSize.TAIL) return 0;
         return this.probe(chain, view.getUint32(ProbeOffset.ENDPOINT, true));
       case RequestType.ATTACH_TABLE:
         // PROTOCOL.md: without bit 8 negotiated types 6 and 7 are unknown types.
@@ -134,15 +156,16 @@ export class RequestHandler {
 
   /**
    * Writes `body` at the start of the writable part, zeros up to the tail, and the tail as the
-   * last 4 bytes (PROTOCOL.md framing). Returns the used length: the whole writable part.
+   * last 4 bytes (PROTOCOL.md framing). Returns the used length: the whole writable part, which
+   * `dispatch` has bounded to `probe_size + 4` bytes.
    */
   private reply(chain: DescriptorChain, status: number, body: Uint8Array | null): number {
     const writable = chain.writableLength;
     const tailAt = writable - RequestSize.TAIL;
     let at = 0;
     if (body !== null && body.length > 0) at = chain.writeFrom(body, 0);
-    // virtio 1.2 §5.13.6.8.2: the unused part of the properties is zero-filled. The loop is
-    // bounded by the writable length, which the queue checked to be guest RAM.
+    // virtio 1.2 §5.13.6.8.2: the unused part of the properties is zero-filled. At most
+    // `probe_size` bytes: dispatch refused every longer writable part.
     while (at < tailAt) {
       const n = Math.min(ZEROS.length, tailAt - at);
       const done = chain.writeFrom(n === ZEROS.length ? ZEROS : ZEROS.subarray(0, n), at);
