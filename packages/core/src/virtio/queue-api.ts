@@ -71,4 +71,9 @@ export interface DriverQueueApi {
   collect(fn: (token: unknown, len: number) => void): number;
   /** Used elements not collected yet. */
   readonly pendingUsed: number;
+  /**
+   * Asks the device to hold back used-buffer interrupts (`true`) or to send them again
+   * (virtio 1.2 §2.7.10: VIRTQ_AVAIL_F_NO_INTERRUPT, or `used_event` with EVENT_IDX).
+   */
+  suppressInterrupts(suppress: boolean): void;
 }

@@ -38,6 +38,11 @@ export interface BatchLimits {
   attachTable: boolean;
 }
 
+/** A limit as a number for the safe-integer path (Infinity where it passes 2^53). */
+function asNumber(v: bigint): number {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Number.POSITIVE_INFINITY;
+}
+
 export class IommuBatch {
   private staging: Uint8Array;
   private view: DataView;
@@ -59,8 +64,6 @@ export class IommuBatch {
     this.staging = new Uint8Array(room * SLOT_SIZE);
     this.view = new DataView(this.staging.buffer);
     this.readLengths = new Uint8Array(room);
-    const asNumber = (v: bigint) =>
-      v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Number.POSITIVE_INFINITY;
     this.granule = asNumber(limits.granule);
     this.inputStart = asNumber(limits.inputStart);
     this.inputEnd = asNumber(limits.inputEnd);

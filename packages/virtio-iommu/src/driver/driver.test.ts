@@ -346,6 +346,51 @@ describe('statuses', () => {
     expect(() => driver.probeEndpoint(3)).toThrow(expect.objectContaining({ status: STATUS_NOT_WRITTEN }));
   });
 
+  it('polls the used ring before it blocks: an answer found there needs no wait and raises no interrupt', () => {
+    let waits = 0;
+    const s = createScriptedIommu();
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      wait: () => {
+        waits++;
+      },
+    });
+    const raisedBefore = s.interrupts.raised;
+    for (let i = 0; i < 10; i++) driver.map(1, i * 0x1000, 0x10_0000, 0x1000);
+    expect(s.device.requests.filter((r) => r[0] === RequestType.MAP)).toHaveLength(10);
+    expect(waits).toBe(0);
+    // virtio 1.2 §2.7.10: the driver asked for no used-buffer interrupts while it polls.
+    expect(s.interrupts.raised).toBe(raisedBefore);
+  });
+
+  it('asks for the interrupt again only when it gives up polling and blocks', () => {
+    let waits = 0;
+    const s = createScriptedIommu({ answers: false });
+    const driver = new VirtioIommuDriver({
+      mmio: s.bus,
+      base: MMIO_BASE,
+      memory: s.memory,
+      allocator: s.allocator,
+      requestQueueSize: 16,
+      eventQueueSize: 4,
+      pollSpins: 3,
+      wait: () => {
+        waits++;
+        s.device.answers = true;
+        s.device.notify(0);
+      },
+    });
+    const raisedBefore = s.interrupts.raised;
+    driver.unmap(1, 0, 0x1000);
+    expect(waits).toBe(1);
+    expect(s.interrupts.raised).toBe(raisedBefore + 1);
+  });
+
   it('completes when the device answers during a wait (worker mode)', () => {
     const s = createScriptedIommu({ answers: false });
     const driver = new VirtioIommuDriver({

@@ -78,6 +78,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   /** Keeps the mappings of `keepMappings` domains in step with what the device accepted. */
   private readonly observer: MappingObserver | null;
   private closed = false;
+  private singleBatch: IommuBatch | null = null;
   private readonly sink = {
     fault: (fault: IommuFault) => this.emit('fault', fault),
     ignored: (reason: IgnoredEventReason, len: number) => this.emit('ignoredEvent', reason, len),
@@ -137,10 +138,8 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       wait: options.wait,
       maxWaits: options.maxWaits,
       timeoutMs: options.timeoutMs,
+      pollSpins: options.pollSpins,
     };
-    // Linux gives the request queue no callback: it polls. Only a waiting (worker) driver needs
-    // used-buffer interrupts from it to wake up.
-    if (options.wait === undefined) queues[RequestQueue]!.suppressInterrupts(true);
     this.ring = new RequestRing(
       memory,
       allocator,
@@ -172,6 +171,18 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   /** A new batch (room for `expected` requests, default 64; it grows): queue requests, then `submit()` sends them with one notification per queue-full. */
   batch(expected?: number): IommuBatch {
     return new IommuBatch(this.ring, this.limits, expected, this.observer);
+  }
+
+  /**
+   * The batch behind the one-request calls (`map`, `unmap`, `attach`, `detach`), kept so that a
+   * request costs no buffer allocation. Safe to share: a batch is empty again once `submit`
+   * returns, and a listener that submits from inside a submit is refused by the ring (EBUSY).
+   */
+  private single(): IommuBatch {
+    this.singleBatch ??= this.batch(1);
+    // A call that threw while queueing must not leave its request for the next one.
+    this.singleBatch.clear();
+    return this.singleBatch;
   }
 
   /** Writes the global `bypass` field (virtio 1.2 §5.13.4.2: only with BYPASS_CONFIG). */
@@ -288,7 +299,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       record.kind === 'bypass' || (record.kind === 'identity' && this.features.bypassConfig);
     // The device creates the domain anew when it has no endpoint (virtio 1.2 §5.13.6.3), empty.
     const created = record.endpoints.size === 0;
-    const batch = this.batch(1).attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
+    const batch = this.single().attach(domain, endpoint, useBypassFlag ? ATTACH_F_BYPASS : 0);
     batch.submit().throwIfFailed();
     this.domains.attached(endpoint, domain);
     if (created && record.kept !== null && record.kept.size > 0) {
@@ -315,7 +326,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   detach(endpoint: number): void {
     const domain = this.domains.domainOf(endpoint);
     if (domain === undefined) throw new VmmError('ENOENT', `endpoint ${endpoint} is not attached`);
-    this.batch(1).detach(domain, endpoint).submit().throwIfFailed();
+    this.single().detach(domain, endpoint).submit().throwIfFailed();
     this.domains.detached(endpoint);
   }
 
@@ -327,12 +338,12 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     size: bigint | number,
     prot: { read?: boolean; write?: boolean; mmio?: boolean } = { read: true, write: true },
   ): void {
-    this.batch(1).map(domain, iova, phys, size, mapFlags(prot)).submit().throwIfFailed();
+    this.single().map(domain, iova, phys, size, mapFlags(prot)).submit().throwIfFailed();
   }
 
   /** UNMAP a range; throws the typed error of a refused request. */
   unmap(domain: number, iova: bigint | number, size: bigint | number): void {
-    this.batch(1).unmap(domain, iova, size).submit().throwIfFailed();
+    this.single().unmap(domain, iova, size).submit().throwIfFailed();
   }
 
   /**
