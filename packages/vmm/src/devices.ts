@@ -1,4 +1,4 @@
-import type { GuestMemory, InterruptLine, MmioHandler } from '@vmmkit/core';
+import type { GuestMemory, InterruptLine, MemoryBank, MmioHandler } from '@vmmkit/core';
 import type { Container } from 'inversify';
 import type { DmaTranslator } from './dma/translator.js';
 import type { DeviceNode } from './vcpu/guest-runtime.js';
@@ -35,6 +35,12 @@ export interface DeviceSpec {
   create(ctx: DeviceContext): DeviceInstance | Promise<DeviceInstance>;
 }
 
+/** A run-time change of the machine's RAM, as devices are told of it. */
+export interface MemoryChange {
+  op: 'add' | 'remove';
+  bank: MemoryBank;
+}
+
 /** A placed device. */
 export interface DeviceInstance {
   mmio: MmioHandler;
@@ -44,6 +50,13 @@ export interface DeviceInstance {
   properties?: Record<string, number | string | boolean>;
   /** Set by the device that is the machine's IOMMU: DMA-capable devices translate through it. */
   translator?: DmaTranslator;
+  /**
+   * A RAM bank was plugged in or out at run time (after `memory` already changed). Devices that
+   * cache anything derived from guest memory drop it here: an IOMMU that cached translations
+   * or table entries read from a bank that is gone must not keep using them (the host's
+   * stage-2 view changed, as when a VMM unmaps guest memory and flushes the IOMMU's TLBs).
+   */
+  memoryChanged?(change: MemoryChange): void;
   destroy?(): void | Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 export type { MmioBusStats, MmioSize } from './bus/mmio-bus.js';
 export { MmioBus } from './bus/mmio-bus.js';
-export type { DeviceContext, DeviceInstance, DeviceSpec, PlacedDevice } from './devices.js';
+export type { DeviceContext, DeviceInstance, DeviceSpec, MemoryChange, PlacedDevice } from './devices.js';
 export type { DmaJob, DmaOutcome } from './dma/dma-driver.js';
 export { DmaEngineDriver } from './dma/dma-driver.js';
 export type { DmaEngineOptions, DmaEngineStats } from './dma/dma-engine.js';

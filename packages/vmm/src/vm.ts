@@ -327,9 +327,27 @@ export class Vm extends TypedEmitter<VmEvents> {
     });
   }
 
+  /**
+   * Every change of the memory map (RAM plugged in or out, device windows placed) reaches the
+   * vCPUs (KVM_SET_USER_MEMORY_REGION) and the devices that asked for it — the IOMMU first, so
+   * no DMA engine uses a translation into a bank that is gone — then the VM's listeners.
+   */
   private onBankChange(op: 'add' | 'remove', bank: MemoryBank): void {
     const change = op === 'add' ? { op, bank: bank.describe() } : { op, gpa: bank.gpa };
     for (const vcpu of this.active) vcpu.postMemoryChange(change);
+    if (bank.kind === 'ram') {
+      const ordered = [...this.placed].sort(
+        (a, b) => Number(b.instance.translator !== undefined) - Number(a.instance.translator !== undefined),
+      );
+      for (const device of ordered) {
+        try {
+          device.instance.memoryChanged?.({ op, bank });
+        } catch (error) {
+          // A device that cannot follow the change is reported; the host and the other devices go on.
+          this.emit('deviceError', error, device.spec.name);
+        }
+      }
+    }
     this.emit(op === 'add' ? 'bankAdded' : 'bankRemoved', bank);
   }
 

@@ -79,7 +79,8 @@ describe('vmm command line', () => {
     expect(usage(['run', '--frobnicate'])).toMatch(/Unknown option '--frobnicate'/);
     expect(usage(['run', 'extra'])).toMatch(/Unexpected argument 'extra'/);
     expect(usage(['boot'])).toMatch(/unknown command 'boot' \(accepted: run, explain, help\)/);
-    expect(usage(['explain', '--pasid', '1'])).toMatch(/needs both --pasid P and --iova A/);
+    expect(usage(['explain', '--pasid', '1'])).toMatch(/vmm explain needs --iova A/);
+    expect(usage(['explain', '--pasid', 'x', '--iova', '0'])).toMatch(/--pasid 'x' is not a whole number/);
     expect(usage(['explain', '--pasid', '1', '--iova', 'zz'])).toMatch(/decimal or 0x-prefixed hexadecimal/);
     expect(usage(['explain', '--pasid', '1', '--iova', '0x10000000000000000'])).toMatch(
       /does not fit in 64 bits/,
@@ -87,6 +88,11 @@ describe('vmm command line', () => {
     expect(usage(['explain', '--pasid', '1', '--iova', '0', '--nested', 'off'])).toMatch(
       /needs --nested arm/,
     );
+  });
+
+  it('leaves --pasid of explain out when not given (a single page table has none)', () => {
+    expect(parseCommandLine(['explain', '--iova', '0x1000'])).toMatchObject({ pasid: null, iova: 0x1000n });
+    expect(parseCommandLine(['explain', '--iova', '4096', '--pasid', '3'])).toMatchObject({ pasid: 3 });
   });
 
   it('answers help and version', () => {

@@ -25,7 +25,8 @@ export interface RunConfig {
 
 export interface ExplainConfig extends Omit<RunConfig, 'command'> {
   command: 'explain';
-  pasid: number;
+  /** null when not given: a single page table (`--nested virt`) has no PASIDs. */
+  pasid: number | null;
   /** IOVA as a bigint: any 64-bit value is accepted on the command line. */
   iova: bigint;
 }
@@ -181,9 +182,9 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
   if (command === 'explain') {
     const { values } = parse('explain', rest, EXPLAIN_OPTIONS);
     if (values.help) return { command: 'help', topic: 'explain' };
-    if (values.pasid === undefined || values.iova === undefined) {
+    if (values.iova === undefined) {
       throw new UsageError(
-        'vmm explain needs both --pasid P and --iova A (e.g. vmm explain --pasid 1 --iova 0x40000000)',
+        'vmm explain needs --iova A, and --pasid P for a PASID table (e.g. vmm explain --pasid 1 --iova 0x40000000)',
       );
     }
     const config = runConfig({ ...values, pasids: undefined });
@@ -195,7 +196,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
     return {
       command: 'explain',
       ...config,
-      pasid: parseInteger(values.pasid, '--pasid', 0, 2 ** 20 - 1),
+      pasid: values.pasid === undefined ? null : parseInteger(values.pasid, '--pasid', 0, 2 ** 20 - 1),
       iova: parseAddress(values.iova, '--iova'),
     };
   }

@@ -3,6 +3,7 @@ import {
   createContainer,
   DmaAccess,
   type IoPgtableRegistry,
+  NO_PASID,
   type PasidTableLibrary,
   TOKENS,
 } from '@vmmkit/core';
@@ -52,7 +53,7 @@ Options of run (and explain):
   -h, --help
 
 Options of explain (besides those of run):
-      --pasid <P>        the PASID whose tables to walk (0 to 1048575)
+      --pasid <P>        the PASID whose tables to walk (1 to --pasids; leave out for a single page table)
       --iova <A>         the IOVA, decimal or 0x-hex; the demo maps each PASID's buffers from 0x40000000
 
 Exit status: 0 success, 1 the machine or the guest failed, 2 invalid arguments.
@@ -179,9 +180,15 @@ async function explain(config: ExplainConfig, io: CliIo): Promise<number> {
       'vmm explain shows a nested stage-1 walk: it needs --iommu virtio and a nested format',
     );
   }
-  if (prepared.nested.kind === 'pasid-table' && (config.pasid < 1 || config.pasid > config.pasids)) {
+  const withPasids = prepared.nested.kind === 'pasid-table';
+  if (withPasids && (config.pasid === null || config.pasid < 1 || config.pasid > config.pasids)) {
     throw new UsageError(
-      `--pasid ${config.pasid}: the demo attaches PASIDs 1 to ${config.pasids} (see --pasids)`,
+      `${config.pasid === null ? 'a PASID table needs --pasid' : `--pasid ${config.pasid}`}: the demo attaches PASIDs 1 to ${config.pasids} (see --pasids)`,
+    );
+  }
+  if (!withPasids && config.pasid !== null) {
+    throw new UsageError(
+      `--pasid ${config.pasid}: --nested ${config.nested} is a single page table without PASIDs (leave --pasid out)`,
     );
   }
   if (config.iova > BigInt(Number.MAX_SAFE_INTEGER)) {
@@ -191,7 +198,7 @@ async function explain(config: ExplainConfig, io: CliIo): Promise<number> {
   try {
     const steps = machine.iommuSpec?.explain(
       DEMO_DMA_ENDPOINT,
-      prepared.nested.kind === 'pasid-table' ? config.pasid : -1,
+      config.pasid ?? NO_PASID,
       Number(config.iova),
       DmaAccess.READ,
     );
@@ -199,7 +206,7 @@ async function explain(config: ExplainConfig, io: CliIo): Promise<number> {
       io.err(`vmm explain: endpoint ${DEMO_DMA_ENDPOINT} holds no nested table after the demo setup\n`);
       return 1;
     }
-    const title = `IOVA 0x${config.iova.toString(16)}, PASID ${config.pasid}, endpoint ${DEMO_DMA_ENDPOINT} (read), ${describeNested(prepared.nested)}`;
+    const title = `IOVA 0x${config.iova.toString(16)}, ${config.pasid === null ? 'no PASID' : `PASID ${config.pasid}`}, endpoint ${DEMO_DMA_ENDPOINT} (read), ${describeNested(prepared.nested)}`;
     io.out(
       config.json
         ? `${JSON.stringify({ iova: `0x${config.iova.toString(16)}`, pasid: config.pasid, steps }, null, 2)}\n`

@@ -99,12 +99,25 @@ export default async function demo(rt: GuestRuntime): Promise<DemoReport | null>
       ? identitySpace(rt)
       : await (await import('./iommu-space.js')).iommuSpace(rt, args, dma.endpoint);
   try {
+    for (const step of space.setup) rt.log(step);
     const transfers: DemoTransfer[] = [];
+    const total = space.contexts.length;
+    // Progress on the host's stderr: a run with many PASIDs (or large transfers) takes a while.
     for (const context of space.contexts) {
-      transfers.push(await transfer(rt, dma, space, context, args.transferBytes));
-      rt.log(`DMA ${context === null ? 'without PASID' : `PASID ${context}`} done`);
+      const t = await transfer(rt, dma, space, context, args.transferBytes);
+      transfers.push(t);
+      const who = context === null ? 'DMA without PASID' : `DMA for PASID ${context}`;
+      const how = !t.ok
+        ? `failed (${t.error})`
+        : t.verified && t.checksumVerified
+          ? 'verified'
+          : 'WRONG DATA';
+      rt.log(`[${transfers.length}/${total}] ${who}: ${t.bytes} bytes, ${how}`);
     }
     const fault = await provokeFault(rt, dma, space, space.contexts[0] ?? null);
+    rt.log(
+      `deliberate fault: engine ${fault.engineError}, report ${fault.report ? fault.report.reason : 'none'}`,
+    );
     return {
       iommu: args.iommu,
       nested: args.nested.kind,

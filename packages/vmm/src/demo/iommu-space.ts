@@ -1,11 +1,11 @@
+import { createContainer, IommuProt, isVmmError } from '@vmmkit/core';
 import {
-  createContainer,
-  type GuestMemory,
-  IommuProt,
-  type MmioAccessor,
-  type PageAllocator,
-} from '@vmmkit/core';
-import { VIRTIO_IOMMU_DEVICE_ID } from '@vmmkit/virtio-iommu';
+  type IommuFault,
+  type NestedPageTableDomain,
+  type NestedPasidDomain,
+  VIRTIO_IOMMU_DEVICE_ID,
+  VirtioIommuDriver,
+} from '@vmmkit/virtio-iommu';
 import { ContainerModule } from 'inversify';
 import type { GuestRuntime } from '../vcpu/guest-runtime.js';
 import type { DmaSpace } from './dma-space.js';
@@ -16,55 +16,6 @@ const IOVA_BASE = 0x4000_0000;
 /** Never mapped in any context: the deliberate fault's address. */
 const UNMAPPED_IOVA = 0x7fff_0000;
 const PAGE = 0x1000;
-
-// The parts of the virtio-iommu guest driver the demo uses. @vmmkit/virtio-iommu has the driver
-// (src/driver) but does not export it from its index yet, so it is looked up at run time.
-interface IommuFault {
-  reason: string;
-  endpoint: number;
-  address?: bigint;
-  pasid?: number;
-  flags: number;
-}
-interface NestedPasidDomain {
-  map(pasid: number, iova: number, pa: number, size: number, prot: number): void;
-  destroy(): void;
-}
-interface NestedPageTableDomain {
-  map(iova: number, pa: number, size: number, prot: number): void;
-  destroy(): void;
-}
-interface VirtioIommuDriver {
-  on(event: 'fault', listener: (fault: IommuFault) => void): unknown;
-  attachPasidTable(
-    endpoint: number,
-    options: { pasidTableFormat: string; pgtableFormat: string; pasids: readonly number[] },
-  ): NestedPasidDomain;
-  attachPageTable(endpoint: number, options: { pgtableFormat: string }): NestedPageTableDomain;
-  createDomain(kind: 'paging'): number;
-  attach(endpoint: number, domain: number): void;
-  detach(endpoint: number): void;
-  destroyDomain(domain: number): void;
-  map(domain: number, iova: number, pa: number, size: number, prot: { read: boolean; write: boolean }): void;
-  handleInterrupt(): number;
-}
-type VirtioIommuDriverClass = new (options: {
-  mmio: MmioAccessor;
-  base: number;
-  memory: GuestMemory;
-  allocator: PageAllocator;
-  container: { get<T>(token: symbol): T };
-  wait?: () => void;
-}) => VirtioIommuDriver;
-
-async function driverClass(): Promise<VirtioIommuDriverClass> {
-  const mod = (await import('@vmmkit/virtio-iommu')) as Record<string, unknown>;
-  const driver = mod.VirtioIommuDriver;
-  if (typeof driver !== 'function') {
-    throw new Error('@vmmkit/virtio-iommu does not export VirtioIommuDriver (the guest driver) yet');
-  }
-  return driver as VirtioIommuDriverClass;
-}
 
 async function guestPlugins(modules: readonly string[]): Promise<ContainerModule[]> {
   const plugins: ContainerModule[] = [];
@@ -86,6 +37,32 @@ function toReport(fault: IommuFault): NonNullable<DemoFault['report']> {
 }
 
 /**
+ * Attaches one page table of the io-pgtable format `name`. PROBE numbers the formats an endpoint
+ * offers (1 Arm LPAE, 3 virt, a plugin's own) but a format registered by a plugin does not say
+ * which number it builds until a table exists; so when the endpoint offers several, each is
+ * tried and the driver refuses (before anything reaches the device) those the table does not match.
+ */
+function attachPageTableOfFormat(
+  driver: VirtioIommuDriver,
+  endpoint: number,
+  name: string,
+): NestedPageTableDomain {
+  const offered = driver.probeEndpoint(endpoint).formats.filter((f) => f.kind === 'page-table');
+  if (offered.length <= 1) return driver.attachPageTable(endpoint, { pgtableFormat: name });
+  let mismatch: unknown = null;
+  for (const { format } of offered) {
+    try {
+      return driver.attachPageTable(endpoint, { pgtableFormat: name, tableFormat: format });
+    } catch (error) {
+      if (!isVmmError(error, 'EINVAL') || !/builds virtio-iommu table format/.test(error.message))
+        throw error;
+      mismatch = error;
+    }
+  }
+  throw mismatch;
+}
+
+/**
  * The DMA contexts through the guest's virtio-iommu driver: a PASID table with one stage-1
  * table per PASID (`--nested arm`), one guest page table (`--nested <page-table format>`), or
  * a MAP/UNMAP domain (`--nested off`).
@@ -96,8 +73,7 @@ export async function iommuSpace(rt: GuestRuntime, args: DemoArgs, endpoint: num
   const irq = found.node.irq!;
   const container = createContainer(await guestPlugins(args.pluginModules));
   const wait = rt.completionWait(irq);
-  const Driver = await driverClass();
-  const driver = new Driver({
+  const driver = new VirtioIommuDriver({
     mmio: rt.mmio,
     base: found.node.base,
     memory: rt.memory,
@@ -128,7 +104,7 @@ export async function iommuSpace(rt: GuestRuntime, args: DemoArgs, endpoint: num
       pasids,
     });
     setup.push(
-      `attached a ${nested.pasidTableFormat} PASID table with ${pasids.length} PASIDs (${pasids.join(', ')}), ${nested.pgtableFormat} tables`,
+      `attached an ${nested.pasidTableFormat} PASID table with ${pasids.length} PASIDs (${pasids.join(', ')}), ${nested.pgtableFormat} tables`,
     );
     contexts = pasids;
     map = (context, gpa, length) => {
@@ -138,9 +114,7 @@ export async function iommuSpace(rt: GuestRuntime, args: DemoArgs, endpoint: num
     };
     close = () => domain.destroy();
   } else if (nested.kind === 'page-table') {
-    const domain: NestedPageTableDomain = driver.attachPageTable(endpoint, {
-      pgtableFormat: nested.pgtableFormat,
-    });
+    const domain = attachPageTableOfFormat(driver, endpoint, nested.pgtableFormat);
     setup.push(`attached one ${nested.pgtableFormat} page table (no PASIDs)`);
     contexts = [null];
     map = (context, gpa, length) => {

@@ -1,6 +1,7 @@
 import {
   type DmaAccess,
   NestedBackendRegistry,
+  type NestedInvalidation,
   type NestedTable,
   type NestedTableBackend,
   TOKENS,
@@ -17,6 +18,16 @@ import { DMA_PAGE_SIZE, type DmaTranslator } from '../dma/translator.js';
 import { virtioMmioDevice } from './virtio-mmio-device.js';
 
 const PAGES_PER_4G = 2 ** 20;
+
+/** What the host sends a nested table when its stage-2 view shrank: drop every cached entry. */
+const FLUSH_EVERYTHING: NestedInvalidation = {
+  granularity: 'domain',
+  caches: { iotlb: true, devIotlb: true, pasid: true },
+  leaf: false,
+  virtStart: 0n,
+  nrPages: 0n,
+  granule: 12,
+};
 
 /** The virtio-iommu's page translate as DMA devices see it; faults go to its event queue. */
 export function virtioIommuTranslator(device: VirtioIommuDevice): DmaTranslator {
@@ -95,7 +106,16 @@ export function virtioIommu(options: VirtioIommuSpecOptions): VirtioIommuSpec {
     {
       name,
       ...(options.gpa === undefined ? {} : { gpa: options.gpa }),
-      extend: () => ({ translator: virtioIommuTranslator(device!) }),
+      extend: () => ({
+        translator: virtioIommuTranslator(device!),
+        memoryChanged(change) {
+          // The device re-reads guest tables on a miss, so a new bank needs nothing. A bank that
+          // left takes its stage-2 mappings with it: every cached CD and IOTLB entry goes, so a
+          // table that lived there now faults instead of translating from the cache.
+          if (change.op !== 'remove') return;
+          for (const table of new Set(tables.values())) table.invalidate(FLUSH_EVERYTHING);
+        },
+      }),
     },
     (ctx) => {
       const registered = ctx.container.getAll<NestedTableBackend>(TOKENS.NestedTableBackend, {
