@@ -176,6 +176,28 @@ describe('GuestMemory accesses', () => {
     expect(faultOf(() => memory.read(2 ** 60, 4)).code).toBe('EFAULT');
   });
 
+  it.each<[string, (m: GuestMemory) => unknown]>([
+    ['readU8 at a fractional address', (m) => m.readU8(0x10_0000 + 0.5)],
+    ['readU32 at a fractional address', (m) => m.readU32(0x10_0004 + 0.25)],
+    ['readU64 at a fractional address', (m) => m.readU64(0x10_0008 + 0.5)],
+    ['readU64Pair at a fractional address', (m) => m.readU64Pair(0x10_0008 + 0.5, new Uint32Array(2))],
+    ['writeU16 at a fractional address', (m) => m.writeU16(0x10_0000 + 0.5, 1)],
+    ['writeU64Pair at a fractional address', (m) => m.writeU64Pair(0x10_0000 + 0.5, 1, 2)],
+    ['read with a negative length', (m) => m.read(0x10_0010, -4)],
+    ['read with a fractional length', (m) => m.read(0x10_0010, 2.5)],
+    ['view with a negative length', (m) => m.view(0x10_0010, -1)],
+    ['fill with a negative length', (m) => m.fill(0x10_0010, -1)],
+  ])('every accessor refuses %s (EFAULT, reason range) instead of truncating it', (_what, access) => {
+    const memory = twoAdjacentRamBanks();
+    memory.writeU64(0x10_0000, 0x1122334455667788n);
+    // Warm the one-bank memo with a good access first: the check must not be skipped by it.
+    expect(memory.readU8(0x10_0000)).toBe(0x88);
+    const error = faultOf(() => access(memory));
+    expect(error.code).toBe('EFAULT');
+    expect(error.details.reason).toBe('range');
+    expect(memory.readU64(0x10_0000)).toBe(0x1122334455667788n);
+  });
+
   it('never reaches outside RAM for arbitrary accesses (property)', () => {
     const memory = twoAdjacentRamBanks();
     memory.addBank({ gpa: 0x12_0000, size: 0x1000, kind: 'device' });

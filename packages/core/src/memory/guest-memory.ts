@@ -113,6 +113,9 @@ export class GuestMemory extends TypedEmitter<GuestMemoryEvents> {
    * banks). Hot paths use it to index `bank.view` directly after one check.
    */
   ramBank(gpa: number, length: number, access: MemoryAccess = 'read'): MemoryBank | null {
+    // A fractional address or length would index a truncated offset, and a negative length
+    // would pass the bounds test below: refuse both, so every accessor reports them as 'range'.
+    if (!Number.isInteger(gpa) || !Number.isInteger(length) || length < 0) return null;
     const last = this.last;
     if (
       last !== null &&
@@ -185,6 +188,9 @@ export class GuestMemory extends TypedEmitter<GuestMemoryEvents> {
   read(gpa: number, length: number): Uint8Array {
     const bank = this.ramBank(gpa, length);
     if (bank !== null) return bank.bytes.slice(gpa - bank.gpa, gpa - bank.gpa + length);
+    // Checked before the copy is allocated: a bad length is an EFAULT, not a RangeError.
+    const fault = this.accessFault(gpa, length, 'read');
+    if (fault !== null) throw accessError(gpa, length, 'read', fault);
     const out = new Uint8Array(length);
     this.pieces(gpa, length, 'read', (b, off, len, done) => out.set(b.bytes.subarray(off, off + len), done));
     return out;
