@@ -256,7 +256,10 @@ export function checkCd(w: Uint32Array, p: SmmuParams): Checked<S1Context> {
     c.tableBase = ttb - (ttb % 2 ** alignBits);
     // Blocks: 4K at L1/L2, 16K at L2, 64K at L2 (and L1 with 52-bit output, FEAT_LPA).
     c.minBlockLevel = g === 12 ? 1 : g === 16 && p.oas === 52 ? 1 : 2;
-    c.lpa = g === 16 && outputBits === 52;
+    // IHI 0070 §5.4 IPS: with a 64K granule a descriptor holds a 52-bit address (PA[51:48] in
+    // bits [15:12]) whenever the SMMU implements 52-bit output; the range check against the
+    // effective IPS then raises F_ADDR_SIZE for those bits, it does not ignore them.
+    c.lpa = g === 16 && p.oas === 52;
   }
   return { ok: true, value: c };
 }

@@ -101,6 +101,20 @@ describe('stage-1 walk: granules, start levels and blocks', () => {
     });
   });
 
+  it('64K granule on a 52-bit SMMU with a 48-bit IPS: PA[51:48] in bits [15:12] is an address size fault', () => {
+    const { tables, run } = setup(16, 48, { ips: 5 }, 52);
+    const pa = 0x0001_0000_4000_0000; // 2^48 + 1 GiB: representable, beyond the IPS
+    const packed = (BigInt(pa) & 0x0000_ffff_ffff_0000n) | ((BigInt(pa) >> 48n) << 12n);
+    tables.writeRaw(0x10000, 3, packed | Leaf.AF | Leaf.AP_UNPRIV | 3n);
+    expect(run({ iova: 0x10008 })).toBe('F_ADDR_SIZE');
+    // The same bits in a table descriptor put the next table beyond the IPS.
+    tables.writeRaw(0x2000_0000, 2, packed | 3n);
+    expect(run({ iova: 0x2000_0000 })).toBe('F_ADDR_SIZE');
+    // Below 2^48 the packed form is the plain address.
+    tables.writeRaw(0x30000, 3, BigInt(0x4050_0000) | Leaf.AF | Leaf.AP_UNPRIV | 3n);
+    expect(run({ iova: 0x30010 })).toMatchObject({ pa: 0x4050_0010, level: 3 });
+  });
+
   it('address size faults: output and next-table addresses beyond IPS', () => {
     const { tables, run } = setup(12, 48, { ips: 2 }); // 40-bit output
     tables.map(0x1000, 2 ** 40);
