@@ -92,6 +92,36 @@ describe('QEMU qtest scenario (reference §7.4, §9.4)', () => {
     if (expected === 'F_CD_FETCH') expect(result.event.fetchAddress).toBe(0x1000_0000);
   });
 
+  it('STRTAB_BASE bits below the table size are ignored (§6.3.24): the SMMU aligns the base', () => {
+    const { smmu, sid } = qtestMachine();
+    const strtab = 0x4e17_9000;
+    // Linear, LOG2SIZE 5: a 2 KiB table, so ADDR[10:0] are treated as zero.
+    smmu.setStreamTable({ base: strtab + 0x7c0, log2Size: 5, format: 'linear' });
+    expect(smmu.translate({ sid, iova: 0x8080604567, access: 'read' })).toMatchObject({
+      ok: true,
+      pa: 0x4ecba567,
+    });
+    expect(smmu.explain({ sid, iova: 0x8080604567, access: 'read' })[0]).toMatchObject({
+      label: 'STE',
+      address: strtab + 64 * sid,
+    });
+  });
+
+  it('a two-level L1 stream table is aligned to the larger of 64 bytes and its size', () => {
+    const { memory, smmu, sid } = qtestMachine();
+    const l1 = 0x4e20_0000;
+    // LOG2SIZE 10, SPLIT 6: 16 L1 descriptors, 128 bytes; the STE array of Span 7 holds SIDs 0..63.
+    memory.write(l1, encodeL1StreamDesc({ span: 7, l2ptr: 0x4e17_9000 }));
+    smmu.setStreamTable({ base: l1 + 0x40, log2Size: 10, format: '2-level', split: 6 });
+    expect(smmu.translate({ sid, iova: 0x8080604567, access: 'read' })).toMatchObject({ pa: 0x4ecba567 });
+    // LOG2SIZE 6, SPLIT 6: one descriptor, but still 64-byte aligned (not 8).
+    smmu.setStreamTable({ base: l1 + 0x40, log2Size: 6, format: '2-level', split: 6 });
+    expect(smmu.translate({ sid, iova: 0x8080604567, access: 'read' })).toMatchObject({
+      ok: false,
+      event: { name: 'C_BAD_STREAMID' }, // the descriptor at l1 + 0x40 is zero: Span 0
+    });
+  });
+
   it('SID ≥ 2^LOG2SIZE is C_BAD_STREAMID', () => {
     const { smmu } = qtestMachine();
     const result = smmu.translate({ sid: 32, iova: 0x1000, access: 'read' });

@@ -176,7 +176,11 @@ export class Smmuv3 {
         throw new VmmError(ErrorCode.EINVAL, `split must be 6, 8 or 10, got ${split}`);
       }
     }
-    this.resolver.streamTable = { base, log2Size, format, split };
+    // IHI 0070 §6.3.24 STRTAB_BASE.ADDR: the SMMU aligns the base itself, ignoring the low
+    // ADDR bits: a linear table to its size, a two-level L1 table to max(64 bytes, its size).
+    const tableBytes =
+      format === 'linear' ? 64 * 2 ** log2Size : Math.max(64, 8 * 2 ** Math.max(log2Size - split, 0));
+    this.resolver.streamTable = { base: base - (base % tableBytes), log2Size, format, split };
     // Reprogramming STRTAB_BASE is done with the SMMU disabled and followed by CFGI_ALL.
     this.resolver.invalidateAll();
     this.invalidateConfig();
