@@ -169,9 +169,10 @@ describe('UNMAP', () => {
     expect(h.device.mappingCount).toBe(1);
   });
 
-  it('a domain that does not exist is S_NOENT', async () => {
-    const h = await withDomain();
+  it('a domain that does not exist is S_NOENT, one outside domain_range S_RANGE', async () => {
+    const h = await withDomain({ domainRange: { start: 0, end: 100 } });
     expect(await requestStatus(h, unmap(0x1000, 0x1fff, 9))).toBe(Status.NOENT);
+    expect(await requestStatus(h, unmap(0x1000, 0x1fff, 101))).toBe(Status.RANGE);
   });
 
   it('a mapping that would be split is S_RANGE and no mapping at all is removed', async () => {

@@ -5,9 +5,11 @@ import { parseProperties } from '../protocol/properties.js';
 import {
   encodeAttach,
   encodeAttachTable,
+  encodeDetach,
   encodeInvalidate,
   encodeMap,
   encodeProbe,
+  encodeUnmap,
 } from '../protocol/requests.js';
 import { createVirtioIommuHarness, POISON, requestStatus } from '../testing/index.js';
 
@@ -58,6 +60,18 @@ describe('PROBE', () => {
     expect(written[36]).toBe(Status.INVAL);
   });
 
+  it('ignores reserved[64] and the head reserved bytes (virtio 1.2 §5.13.6.8.2: MUST ignore)', async () => {
+    const h = createVirtioIommuHarness({ endpoints, probeSize: 64 });
+    const clean = await h.submit(encodeProbe({ endpoint: 8 }), 68);
+    const dirty = encodeProbe({ endpoint: 8 });
+    dirty.fill(0xff, 1, 4);
+    dirty.fill(0x5a, 8, 72);
+    const answer = await h.submit(dirty, 68);
+    expect(answer.usedLength).toBe(68);
+    expect(answer.written).toEqual(clean.written);
+    expect(answer.written[64]).toBe(Status.OK);
+  });
+
   it('without F_PROBE the request is returned unwritten', async () => {
     const h = createVirtioIommuHarness({ endpoints, features: { probe: false } });
     const { usedLength, written } = await h.submit(encodeProbe({ endpoint: 8 }), 516);
@@ -105,6 +119,32 @@ describe('framing', () => {
     // Exactly framed, as Linux sends them: answered.
     expect((await h.submitChain([attach], [2, 2])).usedLength).toBe(4);
     expect((await h.submit(encodeProbe({ endpoint: 8 }), 68)).usedLength).toBe(68);
+  });
+
+  it('ignores the head reserved bytes of every request (virtio 1.2 §5.13.6: MUST ignore)', async () => {
+    const h = createVirtioIommuHarness({ endpoints });
+    const dirty = (request: Uint8Array) => {
+      const copy = request.slice();
+      copy.set([0xff, 0x80, 0x01], 1);
+      return copy;
+    };
+    expect(await requestStatus(h, dirty(attach))).toBe(Status.OK);
+    const map = encodeMap({
+      domain: 1,
+      virtStart: 0x1000,
+      virtEnd: 0x1fff,
+      physStart: 0,
+      flags: MapFlag.READ,
+    });
+    expect(await requestStatus(h, dirty(map))).toBe(Status.OK);
+    expect(await requestStatus(h, dirty(encodeUnmap({ domain: 1, virtStart: 0, virtEnd: 0xffff })))).toBe(
+      Status.OK,
+    );
+    expect(await requestStatus(h, dirty(encodeDetach({ domain: 1, endpoint: 8 })))).toBe(Status.OK);
+    expect(await requestStatus(h, dirty(encodeInvalidate({ granularity: 1, caches: 1, domain: 1 })))).toBe(
+      Status.NOENT,
+    );
+    expect(h.device.requestStats.unanswered).toBe(0);
   });
 
   it('does not assume how the request is split over descriptors', async () => {

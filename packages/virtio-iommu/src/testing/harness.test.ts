@@ -1,3 +1,4 @@
+import { isVmmError } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
 import { MapFlag, Status } from '../protocol/constants.js';
 import { encodeAttach, encodeMap, encodeUnmap } from '../protocol/requests.js';
@@ -37,5 +38,38 @@ describe('createVirtioIommuHarness', () => {
     expect(h.device.domains()).toEqual([]);
     expect(await requestStatus(h, encodeAttach({ domain: 2, endpoint: 1 }))).toBe(Status.OK);
     expect(h.device.endpointDomain(1)).toBe(2);
+  });
+
+  it('driver is the guest driver model on the same device; it owns the queues until restart()', async () => {
+    const h = createVirtioIommuHarness({
+      endpoints: [{ id: 8, reservedRegions: [{ start: 0xfee0_0000n, end: 0xfeef_ffffn, subtype: 'msi' }] }],
+      bypass: false,
+    });
+    const { driver } = h;
+    expect(h.driver).toBe(driver);
+    // The driver negotiated for itself and PROBEd through the device's request queue.
+    expect(driver.features.attachTable).toBe(true);
+    const domain = driver.createDomain();
+    driver.attach(8, domain);
+    expect(driver.probeEndpoint(8).probe.reservedRegions).toHaveLength(1);
+    driver.map(domain, 0x10_0000, 0x4020_0000, 0x1000, { read: true });
+    expect(h.translate({ endpoint: 8, iova: 0x10_0123n, access: 'read' })).toEqual({
+      ok: true,
+      address: 0x4020_0123n,
+    });
+    const faults: number[] = [];
+    driver.on('fault', (f) => faults.push(f.endpoint));
+    expect(h.translate({ endpoint: 8, iova: 0x10_0000n, access: 'write' }).ok).toBe(false);
+    driver.handleInterrupt();
+    expect(faults).toEqual([8]);
+    // The harness's own queues were replaced by the driver's: using them is refused, not wrong.
+    const refused = await h.submit(encodeAttach({ domain: 1, endpoint: 8 }), 4).catch((e: unknown) => e);
+    expect(isVmmError(refused) && refused.code).toBe('EBUSY');
+    expect(() => h.events()).toThrow(/owns the device queues/);
+    h.restart();
+    expect(h.device.domains()).toEqual([]);
+    expect(await requestStatus(h, encodeAttach({ domain: 1, endpoint: 8 }))).toBe(Status.OK);
+    // A fresh driver model after a restart.
+    expect(h.driver).not.toBe(driver);
   });
 });

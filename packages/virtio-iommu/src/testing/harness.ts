@@ -19,6 +19,7 @@ import type { ContainerModule } from 'inversify';
 import { VirtioIommuDevice } from '../device/device.js';
 import type { IommuFeatureOptions, ReservedRegionOption } from '../device/options.js';
 import type { DmaAccessName, DmaFault } from '../device/translate-range.js';
+import { VirtioIommuDriver } from '../driver/driver.js';
 import { EventQueue, FAULT_REPORT_SIZE, IommuFeature, RequestQueue } from '../protocol/constants.js';
 import { decodeFaultReport, type FaultReport } from '../protocol/fault.js';
 import { RequestArena } from './request-arena.js';
@@ -101,6 +102,13 @@ export interface VirtioIommuHarness {
   }): HarnessTranslation;
   /** Collects fault reports from the event queue (and re-posts the buffers). */
   events(): FaultReport[];
+  /**
+   * The guest driver model (`VirtioIommuDriver`) on this device, created on first access with
+   * the harness's MMIO window, memory, allocator and plugins. It resets the device and
+   * negotiates for itself, so from then on it owns the queues: `submit*` and `events()` throw
+   * `EBUSY` until `restart()` closes it and gives the device back to the harness.
+   */
+  readonly driver: VirtioIommuDriver;
   /** Resets the device and initialises it again like the Linux driver (new queues in `guest`). */
   restart(): void;
 }
@@ -178,8 +186,22 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
     virtio,
   } as Partial<HarnessGuest> as HarnessGuest;
 
+  /** The guest driver model once someone asked for it; it then owns the device's queues. */
+  let driver: VirtioIommuDriver | null = null;
+  const ownQueues = (): void => {
+    if (driver !== null) {
+      throw new VmmError(
+        'EBUSY',
+        'harness.driver owns the device queues; use the driver, or restart() to give them back to the harness',
+      );
+    }
+  };
+
   /** The Linux driver's probe: negotiate, set up both queues, post the event buffers. */
   const start = (): void => {
+    // The driver model's rings and buffers go back to the allocator before the harness's own.
+    driver?.close();
+    driver = null;
     const init = virtio.initialize({ wanted: linuxDriverFeatures(), queueSizes: [queueSize, queueSize] });
     requestQueue = init.queues[RequestQueue]!;
     eventQueue = init.queues[EventQueue]!;
@@ -216,6 +238,7 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
   };
 
   const submitChain = async (readable: readonly Uint8Array[], writableLengths: readonly number[]) => {
+    ownQueues();
     const { readSegments, writeSegments, writableLength } = arena.placeChain(readable, writableLengths);
     requestQueue.add(readSegments, writeSegments, 'submit');
     return completeOne(writeSegments, writableLength);
@@ -226,6 +249,7 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
     writableLength = 4,
     statuses?: Uint8Array,
   ): Uint8Array => {
+    ownQueues();
     const out = statuses ?? new Uint8Array(requests.length);
     if (out.length < requests.length) {
       throw new VmmError('EINVAL', `statuses holds ${out.length} entries for ${requests.length} requests`);
@@ -257,6 +281,10 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
     get interrupts() {
       return interrupts;
     },
+    get driver() {
+      driver ??= new VirtioIommuDriver({ mmio, base: HARNESS_MMIO_BASE, memory, allocator, container });
+      return driver;
+    },
     submit: (request, writableLength) => submitChain([request], [writableLength]),
     submitChain,
     submitBatch,
@@ -267,6 +295,7 @@ export function createVirtioIommuHarness(options: VirtioIommuHarnessOptions = {}
       return { ok: true, address: segment.address };
     },
     events() {
+      ownQueues();
       const reports: FaultReport[] = [];
       eventQueue.collect((token, len) => {
         const index = token as number;
