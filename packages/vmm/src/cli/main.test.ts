@@ -189,6 +189,22 @@ describe('vmm', () => {
     expect(run.err).toMatch(/at \S*alloc \(.*broken-pgtable\.ts:/);
   });
 
+  it('exits 1 and names the device when one failed during the run, though the guest got by', async () => {
+    const plugin = fileURLToPath(new URL('../testing/plugins/faulty-device.ts', import.meta.url));
+    const run = await vmm('run', '--mode', 'inline', '--plugin', plugin, '--pasids', '1', '--json');
+    expect(run.status).toBe(1);
+    const summary = JSON.parse(run.out);
+    expect(summary.ok).toBe(false);
+    // The guest's own checks passed: only the host saw the failure.
+    expect(summary.report.transfers).toEqual([expect.objectContaining({ verified: true })]);
+    expect(summary.problems).toContain("device 'faulty' failed: register file lost its backing store");
+    const text = await vmm('run', '--mode', 'inline', '--plugin', plugin, '--pasids', '1');
+    expect(text.status).toBe(1);
+    expect(text.out).toMatch(
+      /\nFAILED:\n {2}- device 'faulty' failed: register file lost its backing store\n/,
+    );
+  });
+
   it('sets the process exit status (a real process, built from sources)', () => {
     const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
     const child = spawnSync(

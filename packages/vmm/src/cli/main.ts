@@ -114,7 +114,7 @@ async function runDemo(
   config: RunConfig | ExplainConfig,
   prepared: Prepared,
   io: CliIo,
-): Promise<{ machine: DemoMachine; report: DemoReport }> {
+): Promise<{ machine: DemoMachine; report: DemoReport; deviceErrors: string[] }> {
   const machine = await buildDemoMachine({
     mem: config.mem,
     cpus: config.cpus,
@@ -131,9 +131,14 @@ async function runDemo(
     transferBytes: TRANSFER_BYTES,
     keepAttached: config.command === 'explain',
   };
+  // A device that threw during the run was hidden from the guest (it read 0), not from the user.
+  const deviceErrors: string[] = [];
+  machine.vm.on('deviceError', (error, device) => {
+    deviceErrors.push(`device '${device}' failed: ${error instanceof Error ? error.message : String(error)}`);
+  });
   try {
     const [report] = (await machine.vm.run({ module: demoGuestUrl, args })) as [DemoReport];
-    return { machine, report };
+    return { machine, report, deviceErrors };
   } catch (error) {
     await machine.vm.destroy();
     throw error;
@@ -142,11 +147,11 @@ async function runDemo(
 
 async function run(config: RunConfig, io: CliIo): Promise<number> {
   const prepared = await prepare(config, io.cwd);
-  const { machine, report } = await runDemo(config, prepared, io);
+  const { machine, report, deviceErrors } = await runDemo(config, prepared, io);
   try {
     const { vm } = machine;
     const dma = machine.dma().stats;
-    const problems = problemsOf(report);
+    const problems = [...problemsOf(report), ...new Set(deviceErrors)];
     const summary: RunSummary = {
       ok: problems.length === 0,
       machine: {
