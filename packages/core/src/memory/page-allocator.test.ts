@@ -80,4 +80,57 @@ describe('BitmapPageAllocator', () => {
       { numRuns: 200 },
     );
   });
+
+  it('is first fit: every block is the lowest free aligned run (property)', () => {
+    const base = 0x4000_1000;
+    const total = 64;
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            pages: fc.integer({ min: 1, max: 6 }),
+            alignLog: fc.integer({ min: 12, max: 15 }),
+            freeIndex: fc.option(fc.nat(), { nil: undefined }),
+          }),
+          { maxLength: 60 },
+        ),
+        (ops) => {
+          const memory = new GuestMemory();
+          memory.addBank({ gpa: 0x4000_0000, size: (total + 1) * PAGE_SIZE });
+          const allocator = new BitmapPageAllocator(memory, { base, size: total * PAGE_SIZE });
+          const busy = new Uint8Array(total);
+          const live: [number, number][] = [];
+          for (const op of ops) {
+            const align = 2 ** op.alignLog;
+            // The reference: scan every aligned start from the bottom of the region.
+            let expected: number | null = null;
+            for (
+              let gpa = Math.ceil(base / align) * align;
+              gpa + op.pages * PAGE_SIZE <= base + total * PAGE_SIZE;
+              gpa += align
+            ) {
+              const first = (gpa - base) / PAGE_SIZE;
+              if (busy.subarray(first, first + op.pages).every((b) => b === 0)) {
+                expected = gpa;
+                break;
+              }
+            }
+            if (expected === null) {
+              expect(() => allocator.alloc(op.pages * PAGE_SIZE, align)).toThrow(/ENOMEM/);
+            } else {
+              expect(allocator.alloc(op.pages * PAGE_SIZE, align)).toBe(expected);
+              busy.fill(1, (expected - base) / PAGE_SIZE, (expected - base) / PAGE_SIZE + op.pages);
+              live.push([expected, op.pages]);
+            }
+            if (op.freeIndex !== undefined && live.length > 0) {
+              const [gpa, pages] = live.splice(op.freeIndex % live.length, 1)[0]!;
+              allocator.free(gpa);
+              busy.fill(0, (gpa - base) / PAGE_SIZE, (gpa - base) / PAGE_SIZE + pages);
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
 });

@@ -30,6 +30,8 @@ export class BitmapPageAllocator implements PageAllocator {
   private readonly used: Uint8Array;
   private readonly allocations = new Map<number, number>();
   private freePages: number;
+  /** Every page below this index is in use: first fit starts its search here, not at 0. */
+  private firstFree = 0;
 
   constructor(
     private readonly memory: GuestMemory,
@@ -69,7 +71,10 @@ export class BitmapPageAllocator implements PageAllocator {
     const { base } = this.region;
     const used = this.used;
     const firstAligned = (Math.ceil(base / align) * align - base) / PAGE_SIZE;
-    for (let start = firstAligned; start + pages <= used.length; start += step) {
+    // Still first fit (the lowest aligned run), without rescanning the used prefix each time:
+    // table builders allocate thousands of pages one by one.
+    const skip = Math.max(0, Math.ceil((this.firstFree - firstAligned) / step)) * step;
+    for (let start = firstAligned + skip; start + pages <= used.length; start += step) {
       let free = true;
       for (let i = start + pages - 1; i >= start; i--) {
         if (used[i] !== 0) {
@@ -80,6 +85,9 @@ export class BitmapPageAllocator implements PageAllocator {
       if (!free) continue;
       used.fill(1, start, start + pages);
       this.freePages -= pages;
+      let first = this.firstFree;
+      while (first < used.length && used[first] !== 0) first++;
+      this.firstFree = first;
       const gpa = base + start * PAGE_SIZE;
       this.allocations.set(gpa, pages);
       this.memory.fill(gpa, pages * PAGE_SIZE, 0);
@@ -101,5 +109,6 @@ export class BitmapPageAllocator implements PageAllocator {
     const start = (gpa - this.region.base) / PAGE_SIZE;
     this.used.fill(0, start, start + pages);
     this.freePages += pages;
+    if (start < this.firstFree) this.firstFree = start;
   }
 }
