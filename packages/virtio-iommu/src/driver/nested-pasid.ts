@@ -218,8 +218,8 @@ export class NestedPasidDomain extends NestedTableBase {
 }
 
 /**
- * Attaches `endpoint` to a new domain holding a guest PASID table: PROBE, table allocation,
- * ATTACH_TABLE with the table's descriptor, then the requested PASIDs.
+ * Attaches `endpoint` to a new domain holding a guest PASID table: PROBE, table allocation, the
+ * requested PASIDs, then ATTACH_TABLE with the table's descriptor.
  */
 export function attachPasidTable(
   driver: VirtioIommuDriver,
@@ -239,8 +239,11 @@ export function attachPasidTable(
         `PASID-table format '${options.pasidTableFormat}' builds virtio-iommu table format ${descriptor.format}, but format ${description.format} was chosen for endpoint ${endpoint}`,
       );
     }
-    nested.attachTable(endpoint, descriptor);
+    // The entries are written before the table is handed over: the device cannot have cached
+    // anything of a table it has never seen, so these writes need no INVALIDATE (Linux likewise
+    // fills a CD table before it installs the STE). Later writes are synced one by one.
     for (const pasid of options.pasids ?? []) nested.addPasid(pasid);
+    nested.attachTable(endpoint, descriptor);
     return nested;
   } catch (error) {
     if (nested !== undefined) nested.destroy();
