@@ -1,10 +1,10 @@
 import { isVmmError } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
-import { ConfigOffset, MapFlag, Status } from '../protocol/constants.js';
+import { ConfigOffset, IommuFeature, MapFlag, Status } from '../protocol/constants.js';
 import { encodeAttach, encodeMap } from '../protocol/requests.js';
 import { createVirtioIommuHarness, requestStatus } from '../testing/index.js';
 import { createVirtioIommuDevice } from './device.js';
-import type { VirtioIommuDeviceOptions } from './options.js';
+import type { IommuFeatureOptions, VirtioIommuDeviceOptions } from './options.js';
 
 /** Host-side API misuse is a typed VmmError that says what to fix; nothing is half-applied. */
 
@@ -63,6 +63,48 @@ describe('device options', () => {
         probeSize: 8,
       }),
     ).toMatch(/raise probeSize/);
+  });
+
+  it('offers each feature as configured; one not offered is not enforced (virtio 1.2 §5.13.3-4)', async () => {
+    const options: [keyof IommuFeatureOptions, number][] = [
+      ['inputRange', IommuFeature.INPUT_RANGE],
+      ['domainRange', IommuFeature.DOMAIN_RANGE],
+      ['mapUnmap', IommuFeature.MAP_UNMAP],
+      ['bypass', IommuFeature.BYPASS],
+      ['probe', IommuFeature.PROBE],
+      ['mmio', IommuFeature.MMIO],
+      ['bypassConfig', IommuFeature.BYPASS_CONFIG],
+      ['attachTable', IommuFeature.ATTACH_TABLE],
+    ];
+    for (const [name, bit] of options) {
+      for (const on of [true, false]) {
+        const device = createVirtioIommuDevice({ endpoints: [], features: { [name]: on } });
+        expect({ name, on, offered: (device.deviceFeatures >> BigInt(bit)) & 1n }).toEqual({
+          name,
+          on,
+          offered: on ? 1n : 0n,
+        });
+      }
+    }
+    // The ranges bind the driver only when offered: without them any domain and IOVA is valid.
+    const narrow = {
+      endpoints: [{ id: 1 }],
+      inputRange: { start: 0n, end: 0xf_ffffn },
+      domainRange: { start: 0, end: 7 },
+    };
+    const map = encodeMap({ domain: 9, virtStart: 0x10_0000, virtEnd: 0x10_0fff, physStart: 0, flags: 1 });
+    const free = createVirtioIommuHarness({ ...narrow, features: { inputRange: false, domainRange: false } });
+    expect(await requestStatus(free, encodeAttach({ domain: 9, endpoint: 1 }))).toBe(Status.OK);
+    expect(await requestStatus(free, map)).toBe(Status.OK);
+    const bound = createVirtioIommuHarness(narrow);
+    expect(await requestStatus(bound, encodeAttach({ domain: 9, endpoint: 1 }))).toBe(Status.RANGE);
+    expect(await requestStatus(bound, encodeAttach({ domain: 7, endpoint: 1 }))).toBe(Status.OK);
+    map[4] = 7;
+    expect(await requestStatus(bound, map)).toBe(Status.RANGE);
+    // Without F_MAP_UNMAP, MAP and UNMAP are unknown types: returned unwritten.
+    const noMap = createVirtioIommuHarness({ endpoints: [{ id: 1 }], features: { mapUnmap: false } });
+    expect(await requestStatus(noMap, encodeAttach({ domain: 7, endpoint: 1 }))).toBe(Status.OK);
+    expect(await requestStatus(noMap, map)).toBe('unanswered');
   });
 
   it('configure() changes fields while no driver runs, and is refused while one does', async () => {
