@@ -7,11 +7,11 @@
  * TLBI commands is not compared). Guest memory is untrusted: every failure is an event.
  */
 import { ErrorCode, type GuestMemory, hex, type TranslationStep, VmmError } from '@vmmkit/core';
-import { IPS_BITS } from '../codec/cd.js';
 import { decodeCommand } from '../codec/command.js';
 import { EventClass, EventType, makeEvent } from '../codec/event.js';
 import { accessCodeOf, permBits, wordsOf } from './args.js';
 import { executeCommand } from './commands.js';
+import { checkRequest, checkSid, parseOptions, streamTableOf } from './config.js';
 import { BYPASS_CONTEXT, type S1Context, type SmmuParams } from './context.js';
 import { Iotlb } from './iotlb.js';
 import { ABORT_EVENT_TYPE, ContextResolver } from './resolver.js';
@@ -37,17 +37,6 @@ const RECORD_GATED = new Set<number>([
   EventType.F_ACCESS,
   EventType.F_PERMISSION,
 ]);
-
-const DEFAULT_FEATURES: Smmuv3Features = {
-  twoLevelCdTables: true,
-  twoLevelStreamTables: true,
-  asid16: true,
-  granule4k: true,
-  granule16k: true,
-  granule64k: true,
-  sidBits: 32,
-  iotlbEntries: 4096,
-};
 
 export class Smmuv3 {
   readonly memory: GuestMemory;
@@ -79,28 +68,8 @@ export class Smmuv3 {
   private lastContext: S1Context | null = null;
 
   constructor(options: Smmuv3Options) {
-    if (options === undefined || options.memory === undefined) {
-      throw new VmmError(ErrorCode.EINVAL, 'Smmuv3 needs { memory } (the guest memory it walks)');
-    }
-    const oas = options.oas ?? 48;
-    if (!IPS_BITS.includes(oas)) {
-      throw new VmmError(ErrorCode.EINVAL, `oas must be one of ${IPS_BITS.join(', ')} bits, got ${oas}`);
-    }
-    const ssidBits = options.ssidBits ?? 20;
-    if (!Number.isInteger(ssidBits) || ssidBits < 0 || ssidBits > 20) {
-      throw new VmmError(ErrorCode.EINVAL, `ssidBits must be an integer from 0 to 20, got ${ssidBits}`);
-    }
-    const features = { ...DEFAULT_FEATURES, ...options.features };
+    const { oas, ssidBits, features } = parseOptions(options);
     const entries = features.iotlbEntries;
-    if (!Number.isInteger(entries) || entries < 0 || (entries & (entries - 1)) !== 0 || entries > 2 ** 24) {
-      throw new VmmError(ErrorCode.EINVAL, `iotlbEntries must be 0 or a power of two ≤ 2^24, got ${entries}`);
-    }
-    if (!Number.isInteger(features.sidBits) || features.sidBits < 0 || features.sidBits > 32) {
-      throw new VmmError(
-        ErrorCode.EINVAL,
-        `sidBits must be an integer from 0 to 32, got ${features.sidBits}`,
-      );
-    }
     this.memory = options.memory;
     this.oas = oas;
     this.ssidBits = ssidBits;
@@ -151,36 +120,7 @@ export class Smmuv3 {
    * configuration is dropped (as the CFGI_ALL that follows such a change on hardware).
    */
   setStreamTable(config: StreamTableConfig): void {
-    const { base, log2Size, format } = config;
-    const split = config.split ?? 8;
-    if (!Number.isSafeInteger(base) || base < 0 || base % 64 !== 0 || base >= 2 ** this.oas) {
-      throw new VmmError(
-        ErrorCode.EINVAL,
-        `stream table base ${base} must be 64-byte aligned and below 2^oas`,
-      );
-    }
-    if (!Number.isInteger(log2Size) || log2Size < 0 || log2Size > this.features.sidBits) {
-      throw new VmmError(
-        ErrorCode.EINVAL,
-        `log2Size ${log2Size} must be an integer from 0 to sidBits (${this.features.sidBits})`,
-      );
-    }
-    if (format !== 'linear' && format !== '2-level') {
-      throw new VmmError(ErrorCode.EINVAL, `format must be 'linear' or '2-level', got ${String(format)}`);
-    }
-    if (format === '2-level') {
-      if (!this.features.twoLevelStreamTables) {
-        throw new VmmError(ErrorCode.EINVAL, 'this SMMU has no two-level stream tables (features)');
-      }
-      if (split !== 6 && split !== 8 && split !== 10) {
-        throw new VmmError(ErrorCode.EINVAL, `split must be 6, 8 or 10, got ${split}`);
-      }
-    }
-    // IHI 0070 §6.3.24 STRTAB_BASE.ADDR: the SMMU aligns the base itself, ignoring the low
-    // ADDR bits: a linear table to its size, a two-level L1 table to max(64 bytes, its size).
-    const tableBytes =
-      format === 'linear' ? 64 * 2 ** log2Size : Math.max(64, 8 * 2 ** Math.max(log2Size - split, 0));
-    this.resolver.streamTable = { base: base - (base % tableBytes), log2Size, format, split };
+    this.resolver.streamTable = streamTableOf(config, this.features, this.oas);
     // Reprogramming STRTAB_BASE is done with the SMMU disabled and followed by CFGI_ALL.
     this.resolver.invalidateAll();
     this.invalidateConfig();
@@ -193,7 +133,7 @@ export class Smmuv3 {
    * host writing an STE implies its CFGI_STE: the stream's cached configuration is dropped.
    */
   setStreamConfig(sid: number, steBytes: Uint8Array, options: { cd?: Uint8Array } = {}): void {
-    this.checkSid(sid);
+    checkSid(sid, this.features.sidBits);
     const ste = wordsOf(steBytes, 'setStreamConfig needs a 64-byte STE (see encodeSte)');
     const cd =
       options.cd === undefined
@@ -214,26 +154,9 @@ export class Smmuv3 {
     this.invalidateConfig();
   }
 
-  private checkSid(sid: number): void {
-    if (!Number.isInteger(sid) || sid < 0 || sid >= 2 ** this.features.sidBits) {
-      throw new VmmError(ErrorCode.EINVAL, `sid ${sid} must be an integer below 2^${this.features.sidBits}`);
-    }
-  }
-
-  private checkRequest(request: TranslateRequest): void {
-    this.checkSid(request.sid);
-    const { ssid, iova } = request;
-    if (ssid !== undefined && (!Number.isInteger(ssid) || ssid < 0 || ssid >= 2 ** 20)) {
-      throw new VmmError(ErrorCode.EINVAL, `ssid ${ssid} must be an integer below 2^20 (or absent)`);
-    }
-    if (!Number.isSafeInteger(iova) || iova < 0) {
-      throw new VmmError(ErrorCode.EINVAL, `iova ${iova} must be a non-negative safe integer`);
-    }
-  }
-
   /** Translates one transaction. */
   translate(request: TranslateRequest): TranslateResult {
-    this.checkRequest(request);
+    checkRequest(request, this.features.sidBits);
     const privileged = request.privileged === true;
     const code = accessCodeOf(request.access, privileged);
     const out = this.scratchOut;
@@ -406,7 +329,7 @@ export class Smmuv3 {
 
   /** Every step of one translation, read from memory now: no cache is read or filled, no statistic moves. */
   explain(request: TranslateRequest): TranslationStep[] {
-    this.checkRequest(request);
+    checkRequest(request, this.features.sidBits);
     const privileged = request.privileged === true;
     const code = accessCodeOf(request.access, privileged);
     const ssid = request.ssid ?? -1;

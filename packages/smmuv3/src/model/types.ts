@@ -32,7 +32,10 @@ export interface Smmuv3Options {
 }
 
 export interface StreamTableConfig {
-  /** STRTAB_BASE address (64-byte aligned). */
+  /**
+   * STRTAB_BASE address (64-byte aligned). As on hardware, the SMMU ignores the bits below the
+   * table's alignment: a linear table's size, or max(64 bytes, L1 size) for a two-level one.
+   */
   base: number;
   /** STRTAB_BASE_CFG.LOG2SIZE: StreamIDs 0 … 2^log2Size − 1 are valid. */
   log2Size: number;
