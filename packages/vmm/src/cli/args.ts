@@ -187,7 +187,7 @@ export function parseCommandLine(argv: readonly string[]): CliCommand {
         'vmm explain needs --iova A, and --pasid P for a PASID table (e.g. vmm explain --pasid 1 --iova 0x40000000)',
       );
     }
-    const config = runConfig({ ...values, pasids: undefined });
+    const config = runConfig(values);
     if (config.nested === 'off') {
       throw new UsageError(
         'vmm explain shows a nested stage-1 walk: it needs --nested arm (or a plugin vendor)',

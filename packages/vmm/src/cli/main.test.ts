@@ -136,6 +136,21 @@ describe('vmm', () => {
     const outOfRange = await vmm('explain', '--mode', 'inline', '--pasid', '9', '--iova', '0');
     expect(outOfRange.status).toBe(2);
     expect(outOfRange.err).toMatch(/--pasid 9: the demo attaches PASIDs 1 to 4 \(see --pasids\)/);
+    // --pasids widens what explain may ask for, as it widens what run attaches.
+    const sixth = await vmm(
+      'explain',
+      '--mode',
+      'inline',
+      '--pasids',
+      '6',
+      '--pasid',
+      '6',
+      '--iova',
+      '0x40000000',
+    );
+    expect(sixth.status).toBe(0);
+    expect(sixth.out).toMatch(/^IOVA 0x40000000, PASID 6, /);
+    expect(sixth.out).toMatch(/v=true asid=6 /);
     const missing = await vmm('explain', '--mode', 'inline', '--iova', '0');
     expect(missing.status).toBe(2);
     expect(missing.err).toMatch(/a PASID table needs --pasid/);
