@@ -139,8 +139,8 @@ export function le64(aLo: number, aHi: number, bLo: number, bHi: number): boolea
   return aHi < bHi || (aHi === bHi && aLo <= bLo);
 }
 
-/** Entries of the per-domain translation cache (direct-mapped by IOVA page). */
-const TLB_SIZE = 256;
+/** Entries of the per-domain translation cache (direct-mapped by IOVA page): 8 KiB a domain. */
+const TLB_SIZE = 1024;
 
 /** The mappings of one domain, ordered by start address. */
 export class MappingTree {
@@ -173,7 +173,9 @@ export class MappingTree {
     const pool = this.pool;
     let tlbSlot = this.tlbSlot;
     let tlbGeneration = this.tlbGeneration;
-    const index = ((lo >>> 12) ^ hi) & (TLB_SIZE - 1);
+    // The high half is scattered over the index (a multiplicative hash) so that buffers 4 GiB
+    // apart, like a DMA's source and destination, do not evict each other page for page.
+    const index = ((lo >>> 12) ^ Math.imul(hi, 0x9e37_79b1)) & (TLB_SIZE - 1);
     if (tlbSlot === null || tlbGeneration === null) {
       tlbSlot = this.tlbSlot = new Int32Array(TLB_SIZE);
       tlbGeneration = this.tlbGeneration = new Uint32Array(TLB_SIZE);
