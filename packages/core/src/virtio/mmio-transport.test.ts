@@ -1,72 +1,20 @@
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  createMmioBus,
-  createTestMemory,
-  TestVirtioDevice,
-  type TestVirtioDeviceOptions,
-} from '../testing/index.js';
 import { VirtioMmioReg as Reg, VIRTIO_MMIO_MAGIC } from './mmio-registers.js';
-import { VirtioMmioTransport } from './mmio-transport.js';
-import { DeviceStatus, featureBit, VirtioFeature } from './types.js';
-
-const RAM = 0x4000_0000;
-const { ACKNOWLEDGE: ACK, DRIVER, FEATURES_OK, DRIVER_OK, DEVICE_NEEDS_RESET, FAILED } = DeviceStatus;
-const V1 = featureBit(VirtioFeature.VERSION_1);
-
-function setup(options: TestVirtioDeviceOptions = {}) {
-  const t = createTestMemory({
-    banks: [
-      { gpa: RAM, size: 0x10_0000 },
-      { gpa: RAM + 0x10_0000, size: 0x1000, readOnly: true },
-    ],
-  });
-  const device = new TestVirtioDevice(options);
-  const line = {
-    level: false,
-    raises: 0,
-    raise() {
-      this.level = true;
-      this.raises++;
-    },
-    lower() {
-      this.level = false;
-    },
-  };
-  const transport = new VirtioMmioTransport(device, { memory: t.memory, interrupt: line });
-  const events: string[] = [];
-  transport.on('queueRefused', (i, reason) => events.push(`queueRefused ${i}: ${reason}`));
-  transport.on('featuresRefused', (_f, reason) => events.push(`featuresRefused: ${reason}`));
-  transport.on('needsReset', (reason) => events.push(`needsReset: ${reason}`));
-  const r = (offset: number) => transport.read(offset, 4);
-  const w = (offset: number, value: number) => transport.write(offset, 4, value);
-  return { ...t, device, line, transport, events, r, w };
-}
-
-type Setup = ReturnType<typeof setup>;
-
-/** Status handshake up to FEATURES_OK with the given features, as raw register writes. */
-function negotiate(s: Setup, features: bigint = V1): void {
-  s.w(Reg.STATUS, ACK);
-  s.w(Reg.STATUS, ACK | DRIVER);
-  s.w(Reg.DRIVER_FEATURES_SEL, 0);
-  s.w(Reg.DRIVER_FEATURES, Number(features & 0xffff_ffffn));
-  s.w(Reg.DRIVER_FEATURES_SEL, 1);
-  s.w(Reg.DRIVER_FEATURES, Number(features >> 32n));
-  s.w(Reg.STATUS, ACK | DRIVER | FEATURES_OK);
-}
-
-/** Programs queue `index` with a valid ring at `base` (QueueReady not written). */
-function program(s: Setup, index: number, base = RAM + 0x1000, num = 8): void {
-  s.w(Reg.QUEUE_SEL, index);
-  s.w(Reg.QUEUE_NUM, num);
-  s.w(Reg.QUEUE_DESC_LOW, base);
-  s.w(Reg.QUEUE_DESC_HIGH, 0);
-  s.w(Reg.QUEUE_DRIVER_LOW, base + 0x400);
-  s.w(Reg.QUEUE_DRIVER_HIGH, 0);
-  s.w(Reg.QUEUE_DEVICE_LOW, base + 0x800);
-  s.w(Reg.QUEUE_DEVICE_HIGH, 0);
-}
+import {
+  ACK,
+  DEVICE_NEEDS_RESET,
+  DRIVER,
+  DRIVER_OK,
+  FAILED,
+  FEATURES_OK,
+  negotiate,
+  program,
+  RAM,
+  type Setup,
+  setup,
+  V1,
+} from './mmio-transport.fixture.js';
+import { featureBit, VirtioFeature } from './types.js';
 
 describe('virtio-mmio v2 register file (virtio 1.2 §4.2.2)', () => {
   it('identifies itself and reads 0 for unknown offsets, odd sizes and misaligned accesses', () => {
@@ -439,75 +387,5 @@ describe('virtio-mmio configuration space', () => {
       { offset: 1, size: 1, value: 0xff },
       { offset: 4, size: 4, value: 0xdead_beef },
     ]);
-  });
-});
-
-describe('virtio-mmio against arbitrary guest accesses (property)', () => {
-  it('never throws and keeps the status invariants for any sequence of reads and writes', () => {
-    const offset = fc.oneof(
-      fc.constantFrom(...Object.values(Reg)),
-      fc.integer({ min: -8, max: 0x220 }),
-      fc.double(),
-    );
-    const access = fc.record({
-      write: fc.boolean(),
-      offset,
-      size: fc.constantFrom(1, 2, 4, 8, 3 as 4),
-      value: fc.oneof(
-        fc.constantFrom(0, 1, ACK, ACK | DRIVER, 0x0b, 0x0f, 0xff, RAM, RAM + 0x1000, 8),
-        fc.integer({ min: 0, max: 0xffff_ffff }),
-        fc.double(),
-      ),
-    });
-    fc.assert(
-      fc.property(fc.array(access, { maxLength: 80 }), (accesses) => {
-        const s = setup({ queueMaxSizes: [8, 8] });
-        for (const a of accesses) {
-          if (a.write) s.transport.write(a.offset, a.size as 4, a.value);
-          else s.transport.read(a.offset, a.size as 4);
-          const status = s.transport.status;
-          if (status & DRIVER_OK) expect(status & FEATURES_OK).toBe(FEATURES_OK);
-          if (status & FEATURES_OK) expect(status & DRIVER).toBe(DRIVER);
-          if (status & DRIVER) expect(status & ACK).toBe(ACK);
-          if (s.transport.interruptStatus === 0) expect(s.line.level).toBe(false);
-        }
-      }),
-      { numRuns: 300 },
-    );
-  });
-
-  it('never throws when a guest walks through a valid setup and then scribbles', () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0, max: 0xffff_ffff })), {
-          maxLength: 60,
-        }),
-        (writes) => {
-          const s = setup();
-          negotiate(s);
-          program(s, 0);
-          s.w(Reg.QUEUE_READY, 1);
-          s.w(Reg.STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK);
-          for (const [word, value] of writes) s.w(word * 4, value);
-          // Scribbling over the ring too must not make a notify throw.
-          for (let i = 0; i < 0x100; i += 4)
-            s.memory.writeU32(RAM + 0x1000 + i * 7, writes.length * 0x9e37_79b9);
-          s.w(Reg.QUEUE_NOTIFY, 0);
-        },
-      ),
-      { numRuns: 200 },
-    );
-  });
-});
-
-describe('createMmioBus', () => {
-  it('dispatches by address and counts unhandled accesses', () => {
-    const s = setup();
-    const bus = createMmioBus();
-    bus.map(0x1000_0000, s.transport);
-    expect(bus.read32(0x1000_0000)).toBe(VIRTIO_MMIO_MAGIC);
-    expect(bus.read32(0x2000_0000)).toBe(0);
-    expect(bus.unhandled).toBe(1);
-    expect(() => bus.map(0x1000_0100, s.transport)).toThrow(/overlaps/);
   });
 });

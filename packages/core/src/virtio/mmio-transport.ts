@@ -1,6 +1,6 @@
 import { TypedEmitter } from '../events.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import { DeviceQueue } from './device-queue.js';
+import type { DeviceQueue } from './device-queue.js';
 import { QueueRegisters } from './mmio-queue-registers.js';
 import {
   VirtioMmioReg as Reg,
@@ -8,6 +8,15 @@ import {
   VIRTIO_MMIO_VERSION,
   VirtioMmioInterrupt,
 } from './mmio-registers.js';
+import {
+  configAccessOk,
+  createDeviceQueues,
+  DRIVER_BITS,
+  transportFeaturesProblem,
+  UNSUPPORTED_FEATURES,
+  type VirtioMmioTransportEvents,
+  type VirtioMmioTransportOptions,
+} from './mmio-transport-defs.js';
 import {
   DeviceStatus,
   featureBit,
@@ -18,40 +27,7 @@ import {
   VirtioFeature,
 } from './types.js';
 
-export interface VirtioMmioTransportOptions {
-  memory: GuestMemory;
-  interrupt: InterruptLine;
-}
-
-export interface VirtioMmioTransportEvents {
-  /** The driver wrote Status; `status` is what the register holds afterwards. */
-  status: (status: number) => void;
-  /** Status 0 was written: device and transport are back to their initial state. */
-  reset: () => void;
-  /** DRIVER_OK was accepted and the device activated. */
-  activated: (features: bigint) => void;
-  /** FEATURES_OK was left clear. */
-  featuresRefused: (features: bigint, reason: string) => void;
-  /** QueueReady=1 was refused; the queue stays not ready. */
-  queueRefused: (queueIndex: number, reason: string) => void;
-  /** The device entered DEVICE_NEEDS_RESET. */
-  needsReset: (reason: string) => void;
-  /** A device callback threw; the transport contained it and asked for a reset. */
-  deviceError: (error: unknown) => void;
-}
-
-/** Transport features the split-ring virtio-mmio transport here does not implement. */
-const UNSUPPORTED_FEATURES =
-  featureBit(VirtioFeature.RING_PACKED) |
-  featureBit(38) /* NOTIFICATION_DATA */ |
-  featureBit(40) /* RING_RESET */;
-
-const DRIVER_BITS =
-  DeviceStatus.ACKNOWLEDGE |
-  DeviceStatus.DRIVER |
-  DeviceStatus.FEATURES_OK |
-  DeviceStatus.DRIVER_OK |
-  DeviceStatus.FAILED;
+export type { VirtioMmioTransportEvents, VirtioMmioTransportOptions } from './mmio-transport-defs.js';
 
 /**
  * The virtio-mmio version 2 register file (virtio 1.2 §4.2.2) in front of a `VirtioDevice`.
@@ -242,7 +218,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   }
 
   private readConfig(offset: number, size: number): number {
-    if (!this.configAccessOk(offset, size)) return 0;
+    if (!configAccessOk(offset, size, this.device.configSize)) return 0;
     try {
       return this.device.readConfig(offset, size as 1 | 2 | 4) >>> 0;
     } catch (error) {
@@ -252,7 +228,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   }
 
   private writeConfig(offset: number, size: number, value: number): void {
-    if (!this.configAccessOk(offset, size)) return;
+    if (!configAccessOk(offset, size, this.device.configSize)) return;
     try {
       this.device.writeConfig(
         offset,
@@ -262,15 +238,6 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     } catch (error) {
       this.deviceFailed(error);
     }
-  }
-
-  /** virtio 1.2 §4.2.2.2: config fields take naturally aligned 8-, 16- or 32-bit accesses. */
-  private configAccessOk(offset: number, size: number): boolean {
-    return (
-      (size === 1 || size === 2 || size === 4) &&
-      offset % size === 0 &&
-      offset + size <= this.device.configSize
-    );
   }
 
   /** The selected queue if its registers may be written: before DRIVER_OK and while not ready. */
@@ -349,13 +316,8 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   }
 
   private featuresProblem(features: bigint): string | null {
-    if ((this.statusReg & DeviceStatus.DRIVER) === 0) return 'FEATURES_OK before DRIVER';
-    if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return 'the device needs a reset';
-    // virtio 1.2 §2.2.1: the driver accepts only features the device offered.
-    const extra = features & ~this.offeredFeatures;
-    if (extra !== 0n) return `features 0x${extra.toString(16)} were not offered`;
-    // virtio 1.2 §6.1: this is a non-legacy transport, VERSION_1 is mandatory.
-    if ((features & featureBit(VirtioFeature.VERSION_1)) === 0n) return 'VERSION_1 not accepted';
+    const problem = transportFeaturesProblem(features, this.statusReg, this.offeredFeatures);
+    if (problem !== null) return problem;
     try {
       if (this.device.acceptFeatures?.(features) === false)
         return 'the device refused the feature combination';
@@ -376,24 +338,13 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     }
     const epoch = this.epoch;
     const features = this.negotiated;
-    const queueFeatures = {
-      eventIdx: (features & featureBit(VirtioFeature.EVENT_IDX)) !== 0n,
-      indirect: (features & featureBit(VirtioFeature.INDIRECT_DESC)) !== 0n,
-    };
-    const queues: (DeviceQueue | undefined)[] = [];
+    let queues: (DeviceQueue | undefined)[];
     try {
-      this.queueRegs.forEach((q, index) => {
-        queues.push(
-          q.ready
-            ? new DeviceQueue(this.memory, q.layout(), queueFeatures, (reason) => {
-                if (this.epoch === epoch) this.needsReset(`queue ${index}: ${reason}`);
-              })
-            : undefined,
-        );
+      queues = createDeviceQueues(this.queueRegs, this.memory, features, (index, reason) => {
+        if (this.epoch === epoch) this.needsReset(`queue ${index}: ${reason}`);
       });
     } catch (error) {
       // A ring bank was unplugged between QueueReady and DRIVER_OK.
-      for (const queue of queues) queue?.dispose();
       this.needsReset(`queue memory vanished before DRIVER_OK: ${String(error)}`);
       return;
     }
