@@ -54,7 +54,7 @@ describe('command codec: round trips', () => {
   const va = fc.bigInt({ min: 0n, max: 2n ** 52n - 1n }).map((p) => p << 12n);
   const arbCmd: fc.Arbitrary<CmdqCommand> = fc.oneof(
     fc.record({ op: fc.constant('CFGI_STE' as const), sid: u32, leaf: fc.boolean(), ssec: fc.boolean() }),
-    fc.record({ op: fc.constant('CFGI_STE_RANGE' as const), sid: u32, range: u5 }),
+    fc.record({ op: fc.constant('CFGI_STE_RANGE' as const), sid: u32, range: u5, ssec: fc.boolean() }),
     fc.record({
       op: fc.constant('CFGI_CD' as const),
       sid: u32,
@@ -62,7 +62,8 @@ describe('command codec: round trips', () => {
       leaf: fc.boolean(),
       ssec: fc.boolean(),
     }),
-    fc.record({ op: fc.constant('CFGI_CD_ALL' as const), sid: u32 }),
+    fc.record({ op: fc.constant('CFGI_CD_ALL' as const), sid: u32, ssec: fc.boolean() }),
+    fc.record({ op: fc.constant('PREFETCH_CFG' as const), sid: u32, ssec: fc.boolean() }),
     fc.record({ op: fc.constant('TLBI_NH_ALL' as const), vmid: u16 }),
     fc.record({ op: fc.constant('TLBI_NH_ASID' as const), vmid: u16, asid: u16 }),
     fc.record({

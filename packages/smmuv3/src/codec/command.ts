@@ -40,11 +40,11 @@ export interface TlbiRange {
 }
 
 export type CmdqCommand =
-  | { op: 'PREFETCH_CFG'; sid: number }
+  | { op: 'PREFETCH_CFG'; sid: number; ssec?: boolean }
   | { op: 'CFGI_STE'; sid: number; leaf: boolean; ssec?: boolean }
-  | { op: 'CFGI_STE_RANGE'; sid: number; range: number }
+  | { op: 'CFGI_STE_RANGE'; sid: number; range: number; ssec?: boolean }
   | { op: 'CFGI_CD'; sid: number; ssid: number; leaf: boolean; ssec?: boolean }
-  | { op: 'CFGI_CD_ALL'; sid: number }
+  | { op: 'CFGI_CD_ALL'; sid: number; ssec?: boolean }
   | { op: 'TLBI_NH_ALL'; vmid: number }
   | { op: 'TLBI_NH_ASID'; vmid: number; asid: number }
   | ({ op: 'TLBI_NH_VA'; vmid: number; asid: number; address: bigint; leaf: boolean } & TlbiRange)
@@ -85,6 +85,7 @@ export function encodeCommand(cmd: CmdqCommand, out?: Uint8Array): Uint8Array {
   switch (cmd.op) {
     case 'PREFETCH_CFG':
     case 'CFGI_CD_ALL':
+      setFlag(w, 0, 10, cmd.ssec);
       setField(w, 0, 32, 32, cmd.sid, 'sid');
       break;
     case 'CFGI_STE':
@@ -93,6 +94,7 @@ export function encodeCommand(cmd: CmdqCommand, out?: Uint8Array): Uint8Array {
       setFlag(w, 1, 0, cmd.leaf);
       break;
     case 'CFGI_STE_RANGE':
+      setFlag(w, 0, 10, cmd.ssec);
       setField(w, 0, 32, 32, cmd.sid, 'sid');
       setField(w, 1, 0, 5, cmd.range, 'range');
       break;
@@ -156,11 +158,11 @@ export function decodeCommand(bytes: Uint8Array, offset = 0): CmdqCommand | Unkn
   const sid = w[1]!;
   switch (opcode) {
     case CmdOpcode.PREFETCH_CFG:
-      return { op: 'PREFETCH_CFG', sid };
+      return { op: 'PREFETCH_CFG', sid, ssec: getFlag(w, 0, 10) };
     case CmdOpcode.CFGI_STE:
       return { op: 'CFGI_STE', sid, leaf: getFlag(w, 1, 0), ssec: getFlag(w, 0, 10) };
     case CmdOpcode.CFGI_STE_RANGE:
-      return { op: 'CFGI_STE_RANGE', sid, range: getField(w, 1, 0, 5) };
+      return { op: 'CFGI_STE_RANGE', sid, range: getField(w, 1, 0, 5), ssec: getFlag(w, 0, 10) };
     case CmdOpcode.CFGI_CD:
       return {
         op: 'CFGI_CD',
@@ -170,7 +172,7 @@ export function decodeCommand(bytes: Uint8Array, offset = 0): CmdqCommand | Unkn
         ssec: getFlag(w, 0, 10),
       };
     case CmdOpcode.CFGI_CD_ALL:
-      return { op: 'CFGI_CD_ALL', sid };
+      return { op: 'CFGI_CD_ALL', sid, ssec: getFlag(w, 0, 10) };
     case CmdOpcode.TLBI_NH_ALL:
       return { op: 'TLBI_NH_ALL', vmid: getField(w, 0, 32, 16) };
     case CmdOpcode.TLBI_NH_ASID:

@@ -218,10 +218,26 @@ describe('configuration caches', () => {
     expect(pa(2, 0x1000)).toBe(0x4100_0000);
     cmd({ op: 'CFGI_STE_RANGE', sid: 0, range: 31 });
     expect(pa(2, 0x1000)).toBe('C_BAD_STE');
-    expect(smmu.command(encodeCommand({ op: 'CFGI_STE', sid: 2, leaf: true, ssec: true }))).toMatchObject({
-      ok: false,
-      error: 'CERROR_ILL',
-    });
+    // §4.1.6: every command with SSec raises CERROR_ILL for SSec=1 on the Non-secure queue, and
+    // invalidates nothing: the cached STE stays in use after its memory is cleared.
+    writeSte(memory, strtab + 128, linuxSte({ s1ContextPtr: cds }));
+    cmd({ op: 'CFGI_STE', sid: 2, leaf: true });
+    expect(pa(2, 0x1000)).toBe(0x4100_0000);
+    writeSte(memory, strtab + 128, { valid: false });
+    for (const bad of [
+      { op: 'CFGI_STE', sid: 2, leaf: true, ssec: true },
+      { op: 'CFGI_STE_RANGE', sid: 2, range: 0, ssec: true },
+      { op: 'CFGI_STE_RANGE', sid: 0, range: 31, ssec: true },
+      { op: 'CFGI_CD', sid: 2, ssid: 0, leaf: true, ssec: true },
+      { op: 'CFGI_CD_ALL', sid: 2, ssec: true },
+      { op: 'PREFETCH_CFG', sid: 2, ssec: true },
+    ] as const) {
+      expect(smmu.command(encodeCommand(bad))).toMatchObject({ ok: false, error: 'CERROR_ILL' });
+      expect(pa(2, 0x1000)).toBe(0x4100_0000);
+    }
+    cmd({ op: 'CFGI_STE_RANGE', sid: 2, range: 0 });
+    expect(pa(2, 0x1000)).toBe('C_BAD_STE');
+    expect(smmu.command(encodeCommand({ op: 'PREFETCH_CFG', sid: 2 }))).toEqual({ ok: true });
     const unknown = new Uint8Array(16);
     unknown[0] = 0x7f;
     expect(smmu.command(unknown)).toMatchObject({ ok: false, error: 'CERROR_ILL' });

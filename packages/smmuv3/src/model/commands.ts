@@ -30,15 +30,19 @@ export function executeCommand(
 ): CommandResult {
   switch (cmd.op) {
     case 'PREFETCH_CFG':
+      // §4.1.6: SSec=1 on the Non-secure queue is ILLEGAL, for every command that has SSec.
+      if (cmd.ssec) return illegal('PREFETCH_CONFIG with SSec=1 on the Non-secure queue');
+      return OK;
     case 'CMD_SYNC':
       return OK;
     case 'CFGI_STE':
-      // §4.3: SSec=1 from the Non-secure command queue is illegal.
+      // §4.1.6: SSec=1 on the Non-secure command queue is ILLEGAL (CERROR_ILL).
       if (cmd.ssec) return illegal('CFGI_STE with SSec=1 on the Non-secure queue');
       resolver.invalidateStreams(cmd.sid, cmd.sid);
       configChanged();
       return OK;
     case 'CFGI_STE_RANGE': {
+      if (cmd.ssec) return illegal('CFGI_STE_RANGE with SSec=1 on the Non-secure queue');
       // §4.3.3: Range 31 is CFGI_ALL; otherwise 2^(Range+1) StreamIDs aligned to their count.
       const count = 2 ** (cmd.range + 1);
       const first = cmd.range === 31 ? 0 : cmd.sid - (cmd.sid % count);
@@ -53,6 +57,7 @@ export function executeCommand(
       configChanged();
       return OK;
     case 'CFGI_CD_ALL':
+      if (cmd.ssec) return illegal('CFGI_CD_ALL with SSec=1 on the Non-secure queue');
       resolver.invalidateCds(cmd.sid, -1);
       configChanged();
       return OK;
