@@ -94,6 +94,26 @@ describe('IOTLB: stale until invalidated, per command', () => {
     }
   });
 
+  it('TLBI_NH_VA(A) with a 16K TG and TTL 0b01 is CERROR_ILL without DS (§4.4.1.1), invalidating nothing', () => {
+    const { tablesA, pa, smmu } = setup();
+    tablesA.map(0x10_0000, 0x4100_0000);
+    expect(pa(1, 0x10_0000)).toBe(0x4100_0000);
+    tablesA.map(0x10_0000, 0x4200_0000);
+    const rangeFields = { address: 0x10_0000n, leaf: true, num: 0, scale: 0, tg: 2, ttl: 1 };
+    for (const bad of [
+      { op: 'TLBI_NH_VA', vmid: 0, asid: 1, ...rangeFields },
+      { op: 'TLBI_NH_VAA', vmid: 0, ...rangeFields },
+    ] as const) {
+      expect(smmu.command(encodeCommand(bad))).toMatchObject({ ok: false, error: 'CERROR_ILL' });
+      expect(pa(1, 0x10_0000)).toBe(0x4100_0000);
+    }
+    // The same command with a 4K TG and a level-3 hint is legal and drops the 4K page.
+    expect(
+      smmu.command(encodeCommand({ op: 'TLBI_NH_VAA', vmid: 0, ...rangeFields, tg: 1, ttl: 3 })),
+    ).toEqual({ ok: true });
+    expect(pa(1, 0x10_0000)).toBe(0x4200_0000);
+  });
+
   it('a block is cached as a whole mapping: one TLBI by any address inside drops every piece', () => {
     const { tablesA, pa, cmd } = setup();
     tablesA.map(0x20_0000, 0x4020_0000, 2);

@@ -70,6 +70,8 @@ export function executeCommand(
       return OK;
     case 'TLBI_NH_VA':
     case 'TLBI_NH_VAA': {
+      // §4.4.1.1: without IDR5.DS, TTL 0b01 is Reserved for a 16K TG and the command is CERROR_ILL.
+      if (cmd.tg === 2 && cmd.ttl === 1) return illegal(`${cmd.op} with TG 16K and TTL 0b01 (no DS)`);
       // Every cached IOVA is below 2^52; an address beyond the safe range matches nothing.
       if (cmd.address >= 2n ** 53n) return OK;
       const asid = cmd.op === 'TLBI_NH_VA' ? cmd.asid : -1;
