@@ -73,6 +73,9 @@ export default async function soakGuest(rt: GuestRuntime): Promise<SoakGuestResu
   };
 
   let done = submit([encodeAttach({ domain: 1, endpoint: dma.endpoint })]);
+  // A full collection before each heap sample when gc() is exposed (pnpm soak exposes it).
+  const collect = (globalThis as { gc?: () => void }).gc;
+  collect?.();
   const heapStart = process.memoryUsage().heapUsed;
   let faults = 0;
   let reports = 0;
@@ -106,6 +109,7 @@ export default async function soakGuest(rt: GuestRuntime): Promise<SoakGuestResu
       if (events.kickNeeded()) virtio.notify(1);
     }
   }
+  collect?.();
   return {
     operations: done,
     faults,

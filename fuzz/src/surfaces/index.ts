@@ -19,33 +19,39 @@ const RAM = 0x4000_0000;
 const RAM_SIZE = 1 << 20;
 const inRam = (pa: number, len = 1) => pa >= RAM && pa + len <= RAM + RAM_SIZE;
 
+/** Readable bytes of each request type (virtio 1.2 §5.13.6, PROTOCOL.md for 6 and 7). */
+const READABLE_SIZE: Record<number, number> = { 1: 20, 2: 20, 3: 36, 4: 28, 5: 72, 6: 84, 7: 60 };
+
 /** Raw virtio-iommu requests: any bytes, any type, any split of readable and writable parts. */
 const requests = surface({
   name: 'requests',
   description: 'raw virtio-iommu requests (any type byte, length, descriptor split)',
   input: fc.array(
     fc.record({
-      type: fc.integer({ min: 0, max: 9 }),
+      type: fc.oneof(
+        { weight: 4, arbitrary: fc.integer({ min: 1, max: 7 }) },
+        { weight: 1, arbitrary: fc.integer({ min: 0, max: 9 }) },
+      ),
+      // null: exactly the type's readable size, built from `fields` (deeper checks run).
       body: fc.oneof(
-        fc.uint8Array({ maxLength: 96 }),
-        // Exactly the readable size of a type (minus the type byte), mostly zeros: deeper checks.
-        fc.constantFrom(19, 27, 35, 71, 83, 59).chain((n) =>
-          fc
-            .array(
-              fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(255) }),
-              {
-                minLength: n,
-                maxLength: n,
-              },
-            )
-            .map((bytes: number[]) => Uint8Array.from(bytes)),
+        { weight: 2, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.uint8Array({ maxLength: 96 }) },
+      ),
+      // Mostly zeros with small values, so IDs name existing endpoints and domains.
+      fields: fc.array(
+        fc.oneof(
+          { weight: 6, arbitrary: fc.constant(0) },
+          { weight: 2, arbitrary: fc.integer({ min: 1, max: 3 }) },
+          { weight: 1, arbitrary: fc.nat(255) },
         ),
+        { minLength: 83, maxLength: 83 },
       ),
       split: fc.nat({ max: 3 }),
-      // Linux's exact framings (tail; PROBE: probe_size 512 + tail, also split), or anything.
+      // null: Linux's exact framing for the type (tail; PROBE: probe_size 512 + tail); or anything.
       writable: fc.oneof(
-        fc.constantFrom([4], [516], [256, 260]),
-        fc.array(fc.integer({ min: 0, max: 600 }), { maxLength: 3 }),
+        { weight: 3, arbitrary: fc.constant(null) },
+        { weight: 1, arbitrary: fc.constantFrom([4], [516], [256, 260], [2, 2]) },
+        { weight: 1, arbitrary: fc.array(fc.integer({ min: 0, max: 600 }), { maxLength: 3 }) },
       ),
     }),
     { minLength: 1, maxLength: 8 },
@@ -62,14 +68,16 @@ const requests = surface({
       broken = reason;
     });
     for (const r of list) {
-      const bytes = new Uint8Array(r.body.length + 1);
+      const body = r.body ?? Uint8Array.from(r.fields.slice(0, (READABLE_SIZE[r.type] ?? 4) - 1));
+      const bytes = new Uint8Array(body.length + 1);
       bytes[0] = r.type;
-      bytes.set(r.body, 1);
+      bytes.set(body, 1);
       const cut = Math.min(bytes.length, r.split * 8);
       const readable =
         cut > 0 && cut < bytes.length ? [bytes.subarray(0, cut), bytes.subarray(cut)] : [bytes];
-      const total = (r.writable as number[]).reduce((a: number, b: number) => a + b, 0);
-      const { usedLength, written } = await h.submitChain(readable, r.writable);
+      const writable: readonly number[] = r.writable ?? [r.type === 5 ? 516 : 4];
+      const total = writable.reduce((a: number, b: number) => a + b, 0);
+      const { usedLength, written } = await h.submitChain(readable, writable);
       if (usedLength === 0) labels.add('used 0');
       else {
         // virtio 1.2 §5.13.6: the status is the last 4 bytes of the writable part.
