@@ -1,6 +1,12 @@
 import { createTranslationOut, Smmuv3 } from '@vmmkit/smmuv3';
+import {
+  SCATTERED_ASID as ASID,
+  bareTlb,
+  SCATTERED_IOVA,
+  scatteredIovas,
+  scatteredTables,
+} from '@vmmkit/smmuv3/testing';
 import { alternate, expect, type Measure } from '../measure.js';
-import { ASID, buildLpaeFixture, MAPPED_BASE, PA_BASE, randomIovas } from './lpae-fixture.js';
 
 const OPS = 1 << 16;
 const RESIDENT = 4096;
@@ -15,24 +21,15 @@ export const iotlbHit: Measure = {
   method:
     "`Smmuv3.translateInto` (stream 0, no SSID, read) over 4096 resident 4K pages of a 4-level LPAE table, 65,536 random IOVAs per batch, every one an IOTLB hit (checked with the model's stats). Baseline: a direct-mapped IOTLB of plain typed arrays (Float64 VPN tag, Int32 ASID, Float64 PA; 64 Ki slots) looked up with the same IOVAs, including the VPN and offset arithmetic. Timed in alternation, 9 slices each.",
   run() {
-    const { memory, ste, random } = buildLpaeFixture();
-    const iovas = randomIovas(random, OPS, RESIDENT);
+    const { memory, ste, random } = scatteredTables();
+    const iovas = scatteredIovas(random, OPS, RESIDENT);
     const smmu = new Smmuv3({ memory, features: { iotlbEntries: TLB } });
     smmu.setStreamConfig(0, ste);
     const out = createTranslationOut();
-    for (let i = 0; i < RESIDENT; i++) smmu.translateInto(0, -1, MAPPED_BASE + i * 4096, 0, out);
+    for (let i = 0; i < RESIDENT; i++) smmu.translateInto(0, -1, SCATTERED_IOVA + i * 4096, 0, out);
     const missesAfterFill = smmu.stats.iotlbMisses;
 
-    const tagVpn = new Float64Array(TLB).fill(-1);
-    const tagAsid = new Int32Array(TLB);
-    const tagPa = new Float64Array(TLB);
-    for (let i = 0; i < RESIDENT; i++) {
-      const vpn = MAPPED_BASE / 4096 + i;
-      const s = vpn & (TLB - 1);
-      tagVpn[s] = vpn;
-      tagAsid[s] = ASID;
-      tagPa[s] = PA_BASE + i * 4096;
-    }
+    const { vpn: tagVpn, asid: tagAsid, pa: tagPa } = bareTlb(TLB, RESIDENT);
 
     let modelSum = 0;
     let bareSum = 0;

@@ -1,6 +1,6 @@
 import { createTranslationOut, Smmuv3 } from '@vmmkit/smmuv3';
+import { bareLpaeWalk as bareWalk, scatteredIovas, scatteredTables } from '@vmmkit/smmuv3/testing';
 import { alternate, expect, type Measure } from '../measure.js';
-import { bareWalk, buildLpaeFixture, MAPPED_PAGES, randomIovas } from './lpae-fixture.js';
 
 const OPS = 1 << 16;
 
@@ -13,8 +13,8 @@ export const walkUncached: Measure = {
   method:
     '`Smmuv3.translateInto` with the IOTLB off (`iotlbEntries: 0`) and the CD cached, over a 4-level, 4K-granule LPAE table mapping 1 GiB with 4K pages (512 L3 tables scattered over a 16 MiB bank), 65,536 random IOVAs per batch; every walk checked to succeed. Baseline: a bare loop over the same tables and IOVAs — per level an index, one Uint32-pair descriptor read and the valid/type check, at the leaf AF and AP[2] and the PA. Timed in alternation, 9 slices each.',
   run() {
-    const { memory, words, l0, ste, random } = buildLpaeFixture();
-    const iovas = randomIovas(random, OPS, MAPPED_PAGES);
+    const { memory, words, l0, ste, random } = scatteredTables();
+    const iovas = scatteredIovas(random, OPS);
     const smmu = new Smmuv3({ memory, features: { iotlbEntries: 0 } });
     smmu.setStreamConfig(0, ste);
     const out = createTranslationOut();

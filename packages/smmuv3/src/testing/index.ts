@@ -20,3 +20,16 @@ export {
   referenceWalk,
   TABLE_REGION_BASE,
 } from './lpae-fixture.js';
+export type { BareTlb, ScatteredTables } from './scattered-tables.js';
+export {
+  bareLpaeWalk,
+  bareTlb,
+  SCATTERED_ASID,
+  SCATTERED_IOVA,
+  SCATTERED_PA,
+  SCATTERED_PAGES,
+  SCATTERED_RAM,
+  scatteredIovas,
+  scatteredTables,
+  xorshift,
+} from './scattered-tables.js';
