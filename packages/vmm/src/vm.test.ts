@@ -163,6 +163,38 @@ describe('createVm', () => {
     expect(isVmmError(clash, 'EEXIST')).toBe(true);
   });
 
+  it('refuses hot-plug requests it cannot honour with typed errors, and leaves the map unchanged', async () => {
+    vm = await createVm({ memory: MiB, mode: 'inline', devices: [scratchDevice()] });
+    const banks = () => vm!.memory.bankList.map((b) => b.gpa);
+    const before = banks();
+    const refused = (f: () => unknown) => {
+      try {
+        f();
+      } catch (error) {
+        return isVmmError(error) ? error.message : String(error);
+      }
+      return 'accepted';
+    };
+    expect(refused(() => vm!.addMemory({ gpa: 0x8000_0000 + 0x8_0000, size: MiB }))).toMatch(/^EEXIST/);
+    expect(refused(() => vm!.addMemory({ gpa: 0x0a00_0000, size: 0x1000 }))).toMatch(/^EEXIST/);
+    expect(refused(() => vm!.addMemory({ gpa: 0x1_0000_0800, size: MiB }))).toMatch(
+      /^EINVAL: .*4 KiB aligned/,
+    );
+    expect(refused(() => vm!.addMemory({ gpa: 0x1_0000_0000, size: 100 }))).toMatch(
+      /^EINVAL: .*multiple of 4 KiB/,
+    );
+    expect(refused(() => vm!.removeMemory(0x8000_0000))).toMatch(/^EBUSY: .*holds the guest heap/);
+    expect(refused(() => vm!.removeMemory(0x1_0000_0000))).toMatch(/^ENOENT: no RAM bank starts at/);
+    expect(refused(() => vm!.removeMemory(0x0a00_0000))).toMatch(/^ENOENT/);
+    expect(banks()).toEqual(before);
+    const changes: string[] = [];
+    vm.on('bankAdded', (b) => changes.push(`+${b.gpa.toString(16)}`));
+    vm.on('bankRemoved', (b) => changes.push(`-${b.gpa.toString(16)}`));
+    vm.addMemory({ gpa: 0x1_0000_0000, size: MiB });
+    vm.removeMemory(0x1_0000_0000);
+    expect(changes).toEqual(['+100000000', '-100000000']);
+  });
+
   it('places devices in page-aligned windows with their own lines and refuses duplicates', async () => {
     vm = await createVm({
       memory: MiB,

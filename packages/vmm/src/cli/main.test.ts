@@ -220,6 +220,15 @@ describe('vmm', () => {
     );
   });
 
+  it('says the guest ran out of RAM, and how much each vCPU had, when --cpus leaves too little', async () => {
+    const run = await vmm('run', '--mode', 'inline', '--mem', '4M', '--cpus', '64');
+    expect(run.status).toBe(1);
+    expect(run.err).toMatch(/^vmm: the guest failed: vCPU 0: VmmError: ENOMEM: /);
+    expect(run.err).toMatch(
+      /\nvmm: the guest ran out of RAM: each of 64 vCPU\(s\) gets 64 KiB; raise --mem or lower --cpus\n$/,
+    );
+  });
+
   it('sets the process exit status (a real process, built from sources)', () => {
     const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
     const child = spawnSync(

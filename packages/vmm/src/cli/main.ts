@@ -12,8 +12,8 @@ import { buildDemoMachine, DEMO_DMA_ENDPOINT, type DemoMachine } from '../demo/d
 import { describeNested, resolveNested } from '../demo/nested-choice.js';
 import type { DemoArgs, DemoReport, NestedChoice } from '../demo/report.js';
 import { VcpuError } from '../vcpu/vcpu-error.js';
-import { type ExplainConfig, parseCommandLine, type RunConfig, UsageError } from './args.js';
-import { formatSteps, formatSummary, problemsOf, type RunSummary } from './format.js';
+import { type CliCommand, type ExplainConfig, parseCommandLine, type RunConfig, UsageError } from './args.js';
+import { formatBytes, formatSteps, formatSummary, problemsOf, type RunSummary } from './format.js';
 import { loadPluginModule, resolvePluginModule } from './plugins.js';
 
 /** Where the CLI writes, and where relative `--plugin` paths start. */
@@ -225,8 +225,9 @@ async function explain(config: ExplainConfig, io: CliIo): Promise<number> {
 
 /** The `vmm` command: returns the exit status (0 ok, 1 machine/guest failure, 2 usage). */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  let command: CliCommand | null = null;
   try {
-    const command = parseCommandLine(argv);
+    command = parseCommandLine(argv);
     switch (command.command) {
       case 'help':
         io.out(USAGE);
@@ -246,6 +247,13 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     if (error instanceof VcpuError) {
       io.err(`vmm: the guest failed: ${error.message}\n${error.guestStack}\n`);
+      if (command !== null && 'mem' in command && /ENOMEM/.test(error.message)) {
+        // Each vCPU allocates from an equal slice of RAM and the demo runs on vCPU 0 alone.
+        const slice = formatBytes(Math.floor(command.mem / command.cpus / 4096) * 4096);
+        io.err(
+          `vmm: the guest ran out of RAM: each of ${command.cpus} vCPU(s) gets ${slice}; raise --mem or lower --cpus\n`,
+        );
+      }
       return 1;
     }
     const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
