@@ -1,5 +1,5 @@
-import { Worker } from 'node:worker_threads';
 import { createVm, DEFAULT_SPIN, virtioIommu } from '@vmmkit/vmm';
+import { PingPong } from '@vmmkit/vmm/testing';
 import { Ctl } from '../guests/vq-roundtrip.js';
 import { expect, type Measure, median } from '../measure.js';
 
@@ -13,45 +13,6 @@ const waitAsync = (
 const PER_ROUND = 20_000;
 const ROUNDS = 9;
 const ENDPOINT = 1;
-
-// Bare ping-pong: the worker asks, the main thread answers, both poll DEFAULT_SPIN times before
-// blocking — the hybrid doorbell of perf-limits.md §5 with no protocol around it.
-const PING_PONG = `
-const { workerData } = require('node:worker_threads');
-const w = new Int32Array(workerData.sab);
-const spin = workerData.spin;
-for (;;) {
-  Atomics.wait(w, 2, 0);
-  const n = Atomics.exchange(w, 2, 0);
-  if (n < 0) break;
-  for (let i = 0; i < n; i++) {
-    Atomics.store(w, 0, 1);
-    Atomics.notify(w, 0);
-    let k = 0;
-    while (Atomics.load(w, 16) === 0) { if (++k > spin) Atomics.wait(w, 16, 0); }
-    Atomics.store(w, 16, 0);
-  }
-  Atomics.store(w, 3, 1);
-  Atomics.notify(w, 3);
-}`;
-
-function pingPongRound(ping: Int32Array, trips: number): number {
-  const start = performance.now();
-  Atomics.store(ping, 2, trips);
-  Atomics.notify(ping, 2);
-  for (let i = 0; i < trips; i++) {
-    let k = 0;
-    while (Atomics.load(ping, 0) === 0) {
-      if (++k > DEFAULT_SPIN) Atomics.wait(ping, 0, 0);
-    }
-    Atomics.store(ping, 0, 0);
-    Atomics.store(ping, 16, 1);
-    Atomics.notify(ping, 16);
-  }
-  Atomics.wait(ping, 3, 0);
-  Atomics.store(ping, 3, 0);
-  return (trips * 1000) / (performance.now() - start);
-}
 
 async function guestRound(ctl: Int32Array): Promise<number> {
   Atomics.store(ctl, Ctl.DONE, 0);
@@ -83,18 +44,13 @@ export const vqRoundtrip: Measure = {
       module: new URL('../guests/vq-roundtrip.ts', import.meta.url),
       args: { control, perRound: PER_ROUND, endpoint: ENDPOINT },
     });
-    const pingSab = new SharedArrayBuffer(128);
-    const ping = new Int32Array(pingSab);
-    const pingWorker = new Worker(PING_PONG, {
-      eval: true,
-      workerData: { sab: pingSab, spin: DEFAULT_SPIN },
-    });
+    const pingPong = new PingPong(DEFAULT_SPIN);
     const values: number[] = [];
     const baselines: number[] = [];
     try {
       // Round 0 warms both up (and waits for the guest's start-up).
       for (let round = 0; round <= ROUNDS; round++) {
-        const b = pingPongRound(ping, PER_ROUND);
+        const b = pingPong.round(PER_ROUND);
         const v = await guestRound(ctl);
         if (round > 0) {
           baselines.push(b);
@@ -102,13 +58,11 @@ export const vqRoundtrip: Measure = {
         }
       }
     } finally {
-      Atomics.store(ping, 2, -1);
-      Atomics.notify(ping, 2);
       Atomics.store(ctl, Ctl.REQUEST, -1);
       Atomics.notify(ctl, Ctl.REQUEST);
       await running;
       await vm.destroy();
-      await pingWorker.terminate();
+      await pingPong.close();
     }
     return { value: median(values), baselineValue: median(baselines) };
   },

@@ -1,4 +1,5 @@
 export type { FakeIommuFault } from './fake-iommu.js';
 export { FakeIommu, FakePerm } from './fake-iommu.js';
+export { PingPong } from './ping-pong.js';
 export type { ScratchDeviceOptions } from './scratch-device.js';
 export { SCRATCH_COMPATIBLE, SCRATCH_ID, ScratchReg, scratchDevice } from './scratch-device.js';

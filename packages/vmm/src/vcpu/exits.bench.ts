@@ -4,42 +4,19 @@
  * Each bench iteration runs BATCH round trips; the ratio printed at the end is the exit rate
  * over the bare rate.
  */
-import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, bench, describe } from 'vitest';
+import { PingPong } from '../testing/ping-pong.js';
 import { scratchDevice } from '../testing/scratch-device.js';
 import { createVm, type Vm } from '../vm.js';
 import { DEFAULT_SPIN } from './exit-protocol.js';
 
 const BATCH = 20_000;
 
-// Bare ping-pong: the worker asks, the main thread answers, both poll DEFAULT_SPIN times before
-// blocking, exactly the hybrid doorbell of perf-limits §5 with no protocol around it.
-const PING_PONG = `
-const { workerData } = require('node:worker_threads');
-const w = new Int32Array(workerData.sab);
-const spin = workerData.spin;
-for (;;) {
-  Atomics.wait(w, 2, 0);
-  const n = Atomics.exchange(w, 2, 0);
-  if (n < 0) break;
-  for (let i = 0; i < n; i++) {
-    Atomics.store(w, 0, 1);
-    Atomics.notify(w, 0);
-    let k = 0;
-    while (Atomics.load(w, 16) === 0) { if (++k > spin) Atomics.wait(w, 16, 0); }
-    Atomics.store(w, 16, 0);
-  }
-  Atomics.store(w, 3, 1);
-  Atomics.notify(w, 3);
-}`;
-
 const rate = { exits: { trips: 0, ms: 0 }, bare: { trips: 0, ms: 0 } };
 let vm: Vm;
 let running: Promise<unknown[]>;
 let finished: (() => void) | null = null;
-let pingWorker: Worker;
-const pingSab = new SharedArrayBuffer(128);
-const ping = new Int32Array(pingSab);
+let pingPong: PingPong;
 
 beforeAll(async () => {
   vm = await createVm({
@@ -54,7 +31,7 @@ beforeAll(async () => {
   });
   // One round before measuring, so the worker's start-up is not counted.
   await exitRound();
-  pingWorker = new Worker(PING_PONG, { eval: true, workerData: { sab: pingSab, spin: DEFAULT_SPIN } });
+  pingPong = new PingPong(DEFAULT_SPIN);
 });
 
 function exitRound(): Promise<void> {
@@ -70,9 +47,7 @@ afterAll(async () => {
   vm.irqs.raise(0);
   await running;
   await vm.destroy();
-  Atomics.store(ping, 2, -1);
-  Atomics.notify(ping, 2);
-  await pingWorker.terminate();
+  await pingPong.close();
   const exitRate = rate.exits.trips / (rate.exits.ms / 1000);
   const bareRate = rate.bare.trips / (rate.bare.ms / 1000);
   console.log(
@@ -95,21 +70,8 @@ describe('vCPU exits', () => {
   bench(
     `bare spin-then-wait ping-pong between two threads (${BATCH} per iteration)`,
     () => {
-      const start = performance.now();
-      Atomics.store(ping, 2, BATCH);
-      Atomics.notify(ping, 2);
-      for (let i = 0; i < BATCH; i++) {
-        let k = 0;
-        while (Atomics.load(ping, 0) === 0) {
-          if (++k > DEFAULT_SPIN) Atomics.wait(ping, 0, 0);
-        }
-        Atomics.store(ping, 0, 0);
-        Atomics.store(ping, 16, 1);
-        Atomics.notify(ping, 16);
-      }
-      Atomics.wait(ping, 3, 0);
-      Atomics.store(ping, 3, 0);
-      rate.bare.ms += performance.now() - start;
+      const perSecond = pingPong.round(BATCH);
+      rate.bare.ms += (BATCH / perSecond) * 1000;
       rate.bare.trips += BATCH;
     },
     { iterations: 20, warmupIterations: 2, time: 0 },
