@@ -94,7 +94,8 @@ async function prepare(config: RunConfig | ExplainConfig, cwd: string): Promise<
   for (const spec of config.plugins) {
     const loaded = await loadPluginModule(resolvePluginModule(spec, cwd), spec);
     pluginModules.push(loaded.url);
-    plugins.push(...loaded.plugins);
+    // A plugin named twice (or a built-in named again) would register its formats twice.
+    for (const plugin of loaded.plugins) if (!plugins.includes(plugin)) plugins.push(plugin);
   }
   if (config.iommu === 'none') return { pluginModules, plugins, nested: { kind: 'off' } };
   const container = createContainer(plugins);

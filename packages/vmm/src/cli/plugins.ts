@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ContainerModule } from 'inversify';
 import { UsageError } from './args.js';
+import { resolvePackageEntry } from './resolve-package.js';
 
 /** A plugin module and the plugins it exports. */
 export interface LoadedPluginModule {
@@ -15,7 +16,10 @@ export interface LoadedPluginModule {
 export function resolvePluginModule(spec: string, cwd: string): string {
   if (spec.startsWith('file:')) return spec;
   if (spec.startsWith('.') || isAbsolute(spec)) return pathToFileURL(resolve(cwd, spec)).href;
+  const entry = resolvePackageEntry(spec, resolve(cwd));
+  if (entry !== null) return pathToFileURL(entry).href;
   try {
+    // CommonJS packages, and anything the ESM lookup does not cover.
     return pathToFileURL(createRequire(join(cwd, 'package.json')).resolve(spec)).href;
   } catch {
     throw new UsageError(
