@@ -1,3 +1,5 @@
+export type { BareQueuePair } from './bare-queue.js';
+export { createBareQueuePair } from './bare-queue.js';
 export type { TestMemory, TestMemoryOptions } from './memory.js';
 export { createTestMemory } from './memory.js';
 export type { TestMmioBus } from './mmio-bus.js';

@@ -9,6 +9,7 @@ export type {
   VirtioIommuHarnessOptions,
 } from './harness.js';
 export { createVirtioIommuHarness, HARNESS_MMIO_BASE, linuxDriverFeatures } from './harness.js';
+export { mapUnmapWorkload } from './map-unmap-workload.js';
 export { POISON } from './request-arena.js';
 export type { RequestOutcome } from './status.js';
 export { requestStatus } from './status.js';
