@@ -13,6 +13,7 @@ import { type RunStats, runScenario } from '../isolation/run.js';
 import { createRawDevice, RAW_RAM } from '../testing/raw-device.js';
 import { iommuTranslator } from '../world.js';
 import { mmioInit } from './mmio-init.js';
+import { smmu } from './smmu.js';
 import { expectThat, type Surface, surface } from './surface.js';
 
 const RAM = 0x4000_0000;
@@ -371,6 +372,7 @@ export const SURFACES: readonly Surface[] = [
   requests,
   rings,
   tables,
+  smmu,
   mmio,
   mmioInit,
   dmaRegisters,
