@@ -1,6 +1,7 @@
 import {
   type IoPgtableCfg,
   isVmmError,
+  type PageAllocator,
   type PasidTable,
   type PasidTableDevice,
   PasidTableLibrary,
@@ -253,6 +254,48 @@ describe('two-level tables (S1Fmt=2)', () => {
       asid: 9,
       ttb0: 0x8000_0000,
     });
+  });
+
+  it('writes the table and each leaf (all CDs invalid) before the SMMU can reach them, whatever the allocator left', () => {
+    const { memory, allocator } = guestRam(RAM);
+    // An allocator that hands out pages full of 0xff: every stale CD would look valid.
+    const dirty: PageAllocator = {
+      alloc: (size, align) => {
+        const gpa = allocator.alloc(size, align);
+        memory.fill(gpa, size, 0xff);
+        return gpa;
+      },
+      free: (gpa) => allocator.free(gpa),
+    };
+    const leafAtPublish: Uint8Array[] = [];
+    const library = new PasidTableLibrary([armSmmuV3PasidVendor]);
+    const table: PasidTable<ArmCdContext> = library.registerPasidTable(
+      'arm-smmu-v3',
+      { name: 'smmu0', memory, allocator: dirty, features: { ssidBits: 16, cd2l: true } },
+      null,
+      {
+        sync: (_c, _ssid, leaf) => {
+          if (leaf) return;
+          const at = table.cfg.vendor.arm!.layout!.leaves[5]!;
+          leafAtPublish.push(memory.read(at, 0x1_0000));
+        },
+      },
+    );
+    table.alloc();
+    // 64 L1 descriptors, all invalid.
+    expect(memory.read(table.cfg.base, 64 * 8).every((b) => b === 0)).toBe(true);
+    table.write(5 * 1024 + 3, table.prepare(exampleA(), 9));
+    expect(leafAtPublish).toHaveLength(1);
+    expect(leafAtPublish[0]!.every((b) => b === 0)).toBe(true);
+
+    const linear = library.registerPasidTable(
+      'arm-smmu-v3',
+      { name: 'smmu1', memory, allocator: dirty, features: { ssidBits: 4 } },
+      null,
+      { sync: () => {} },
+    );
+    linear.alloc();
+    expect(memory.read(linear.cfg.base, 16 * 64).every((b) => b === 0)).toBe(true);
   });
 
   it('holds thousands of substreams and frees every page', () => {
