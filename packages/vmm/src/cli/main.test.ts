@@ -98,6 +98,16 @@ describe('vmm', () => {
     },
   );
 
+  it('runs with --nested off through MAP/UNMAP on 2 worker vCPUs: no PASIDs, the fault a mapping fault', async () => {
+    const run = await vmm('run', '--nested', 'off', '--cpus', '2', '--json');
+    expect(run.status).toBe(0);
+    const summary = JSON.parse(run.out);
+    expect(summary.machine).toMatchObject({ cpus: 2, mode: 'worker', nested: 'off (MAP/UNMAP)' });
+    expect(summary.report.setup).toContain('attached to MAP/UNMAP domain 0');
+    expect(summary.report.transfers).toEqual([expect.objectContaining({ pasid: null, verified: true })]);
+    expect(summary.report.fault.report).toMatchObject({ reason: 'mapping', endpoint: 16, pasid: null });
+  });
+
   it('prints a readable summary and shows progress on stderr while it runs', async () => {
     const run = await vmm('run', '--mode', 'inline', '--pasids', '2');
     expect(run.status).toBe(0);
