@@ -69,6 +69,8 @@ function allocArmLpaeS1(cfg: IoPgtableCfg): ArmLpaeS1Pgtable {
   // Blocks above the start level cannot be described by this table.
   const pgsizes = pgsizesOf(pgsizeBitmap).filter((s) => geometry.levelOf(s) >= 0);
   const pgd = cfg.allocator.alloc(geometry.pgdBytes, Math.max(geometry.pgdBytes, 0x1000));
+  // Every entry starts invalid whatever the allocator left there (Linux: __GFP_ZERO pages).
+  cfg.memory.fill(pgd, geometry.pgdBytes, 0);
   cfg.ias = ias;
   cfg.oas = oas;
   cfg.pgsizeBitmap = pgsizes.reduce((a, s) => a + s, 0);

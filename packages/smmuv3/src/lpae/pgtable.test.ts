@@ -1,6 +1,13 @@
-import { createIotlbGather, IommuProt, isVmmError } from '@vmmkit/core';
+import {
+  createIotlbGather,
+  IommuProt,
+  type IoPgtableCfg,
+  isVmmError,
+  type PageAllocator,
+} from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
-import { leafOf, lpaeFixture, referenceWalk } from '../testing/lpae-fixture.js';
+import { guestRam, leafOf, lpaeFixture, RecordingTlb, referenceWalk } from '../testing/lpae-fixture.js';
+import { armLpaeS1Format } from './format.js';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './geometry.js';
 
 const { READ, WRITE, CACHE, NOEXEC, MMIO, PRIV } = IommuProt;
@@ -248,6 +255,37 @@ describe('map and unmap', () => {
     expect(f.ops.unmap(0x5000, SZ_4K)).toBe(0);
     f.ops.map(0x5000, 0x9000, SZ_4K, READ);
     expect(f.ops.iovaToPhys(0x5000)).toBe(0x9000);
+  });
+
+  it('writes every table page (all entries invalid) before publishing it, whatever the allocator left', () => {
+    const { memory, allocator } = guestRam(16 * 2 ** 20);
+    // An allocator that hands out pages full of 0xff: every stale entry would look like a table.
+    const dirty: PageAllocator = {
+      alloc: (size, align) => {
+        const gpa = allocator.alloc(size, align);
+        memory.fill(gpa, size, 0xff);
+        return gpa;
+      },
+      free: (gpa) => allocator.free(gpa),
+    };
+    const cfg: IoPgtableCfg = {
+      ias: 48,
+      oas: 48,
+      pgsizeBitmap: SZ_4K | SZ_2M | SZ_1G,
+      coherentWalk: true,
+      tlb: new RecordingTlb(),
+      memory,
+      allocator: dirty,
+      vendor: {},
+    };
+    const ops = armLpaeS1Format.alloc(cfg);
+    ops.map(0x1234_5000, 0x7000, SZ_4K, READ);
+    // Only the entries on the path of 0x1234_5000 are set; every other address is unmapped.
+    expect(referenceWalk(memory, cfg.vendor.arm!.ttbr, SZ_4K, 48, 0x1234_5000)).toHaveLength(4);
+    for (const iova of [0, 0x1234_4000, 0x1234_6000, 0x1240_0000, 0x8000_0000, 2 ** 47]) {
+      expect(ops.iovaToPhys(iova)).toBeNull();
+    }
+    expect(ops.iovaToPhys(0x1234_5008)).toBe(0x7008);
   });
 
   it('free returns every table page', () => {

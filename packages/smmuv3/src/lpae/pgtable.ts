@@ -154,6 +154,8 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
       const lo = bank.view.getUint32(off, true);
       if ((lo & PTE_VALID) === 0) {
         const next = this.cfg.allocator.alloc(geometry.granule, geometry.granule);
+        // The table is written (all entries invalid) before the descriptor that publishes it.
+        this.memory.fill(next, geometry.granule, 0);
         this.writePte(slot, addrLo(next) | PTE_TYPE_TABLE, addrHi(next));
         table = next;
       } else if ((lo & PTE_TYPE_MASK) === PTE_TYPE_TABLE) {
