@@ -252,4 +252,20 @@ describe('vmm', () => {
     expect(child.status).toBe(2);
     expect(child.stderr).toMatch(/--iommu 'iommufd' is not accepted \(accepted: virtio, none\)/);
   });
+
+  it('a real `vmm run` with a worker vCPU ends by itself: the machine left no handle open', () => {
+    const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
+    const child = spawnSync(
+      process.execPath,
+      ['--conditions=@vmmkit/source', '--import', 'tsx', cli, 'run', '--pasids', '2', '--json'],
+      // A leaked worker, port or timer would keep the process alive until this kills it.
+      { encoding: 'utf8', cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 25_000 },
+    );
+    expect(child.signal).toBeNull();
+    expect(child.status).toBe(0);
+    expect(JSON.parse(child.stdout)).toMatchObject({
+      ok: true,
+      machine: { mode: 'worker', iommu: 'virtio' },
+    });
+  });
 });
