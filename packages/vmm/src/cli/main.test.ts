@@ -259,7 +259,7 @@ describe('vmm', () => {
       process.execPath,
       ['--conditions=@vmmkit/source', '--import', 'tsx', cli, 'run', '--pasids', '2', '--json'],
       // A leaked worker, port or timer would keep the process alive until this kills it.
-      { encoding: 'utf8', cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 25_000 },
+      { encoding: 'utf8', cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 50_000 },
     );
     expect(child.signal).toBeNull();
     expect(child.status).toBe(0);
@@ -267,5 +267,5 @@ describe('vmm', () => {
       ok: true,
       machine: { mode: 'worker', iommu: 'virtio' },
     });
-  });
+  }, 60_000);
 });
