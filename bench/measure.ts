@@ -48,17 +48,6 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** A tiny deterministic PRNG so every run measures the same data. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
-
 /**
  * Rates of a measured body and its baseline timed in alternation, batch after batch, so that
  * load from other processes hits both alike. Each body returns the operations it did.
