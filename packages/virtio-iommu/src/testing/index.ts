@@ -10,6 +10,7 @@ export type {
 } from './harness.js';
 export { createVirtioIommuHarness, HARNESS_MMIO_BASE, linuxDriverFeatures } from './harness.js';
 export { mapUnmapWorkload } from './map-unmap-workload.js';
+export { mappingFootprint, objectFootprint } from './mapping-footprint.js';
 export { POISON } from './request-arena.js';
 export type { RequestOutcome } from './status.js';
 export { requestStatus } from './status.js';
