@@ -53,6 +53,9 @@ describe('vmm command line', () => {
       json: true,
     });
     expect(parseCommandLine(['run', '--iommu', 'none'])).toMatchObject({ iommu: 'none', nested: 'off' });
+    expect(parseCommandLine(['run', '--nested', 'arm:arm-lpae-s1'])).toMatchObject({
+      nested: 'arm:arm-lpae-s1',
+    });
   });
 
   it('parses sizes with binary units and addresses in decimal or hex', () => {
@@ -76,7 +79,8 @@ describe('vmm command line', () => {
     expect(usage(['run', '--iommu', 'none', '--nested', 'arm'])).toMatch(/needs --iommu virtio/);
     expect(usage(['run', '--nested', 'off', '--pasids', '2'])).toMatch(/--pasids needs a nested PASID table/);
     expect(usage(['run', '--pasids', '65'])).toMatch(/accepted: 1 to 64/);
-    expect(usage(['run', '--frobnicate'])).toMatch(/Unknown option '--frobnicate'/);
+    expect(usage(['run', '--frobnicate'])).toMatch(/^Unknown option '--frobnicate' \(in 'vmm run'\)$/);
+    expect(usage(['run', '--nested', 'Arm!'])).toMatch(/accepted: off, arm, .* as name\[:pgtable\]/);
     expect(usage(['run', 'extra'])).toMatch(/Unexpected argument 'extra'/);
     expect(usage(['boot'])).toMatch(/unknown command 'boot' \(accepted: run, explain, help\)/);
     expect(usage(['explain', '--pasid', '1'])).toMatch(/vmm explain needs --iova A/);

@@ -121,7 +121,7 @@ function parse<O extends typeof RUN_OPTIONS | typeof EXPLAIN_OPTIONS>(
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new UsageError(`vmm ${command}: ${message.replace(/\. To specify a positional.*$/s, '')}`);
+    throw new UsageError(`${message.replace(/\. To specify a positional.*$/s, '')} (in 'vmm ${command}')`);
   }
 }
 
@@ -135,9 +135,10 @@ function runConfig(
   if (mem % 4096 !== 0) throw new UsageError(`--mem ${values.mem} is not a multiple of 4K`);
   const iommu = oneOf((values.iommu as string | undefined) ?? DEFAULTS.iommu, '--iommu', ['virtio', 'none']);
   const nestedText = (values.nested as string | undefined) ?? (iommu === 'none' ? 'off' : DEFAULTS.nested);
-  if (!/^[a-z][a-z0-9-]*$/.test(nestedText)) {
+  // `name` or `name:pgtable` (a PASID-table vendor and the page-table format of its contexts).
+  if (!/^[a-z][a-z0-9-]*(:[a-z][a-z0-9-]*)?$/.test(nestedText)) {
     throw new UsageError(
-      `--nested '${nestedText}' is not accepted (accepted: off, arm, or a vendor a --plugin registers)`,
+      `--nested '${nestedText}' is not accepted (accepted: off, arm, or a format a --plugin registers, as name[:pgtable])`,
     );
   }
   if (iommu === 'none' && nestedText !== 'off') {
