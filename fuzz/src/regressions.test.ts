@@ -3,6 +3,7 @@
  * `it.fails` documents a bug still open in its package (see the report in fuzz/README.md):
  * it passes while the bug is there and fails once it is fixed — then turn it into `it`.
  */
+import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
 import { ConfigOffset, encodeAttach, encodeProbe, Status } from '@vmmkit/virtio-iommu';
 import { describe, expect, it } from 'vitest';
 import { createRawDevice, RAW_RAM } from './testing/raw-device.js';
@@ -37,6 +38,34 @@ function nextRequestServed(raw: ReturnType<typeof createRawDevice>, start: numbe
 }
 
 describe('regressions', () => {
+  // Open in packages/core (src/virtio/device-queue.ts, MAX_INDIRECT_ENTRIES = 65536): a chain's
+  // indirect table may hold 65,536 descriptors although a driver MUST NOT make a chain longer
+  // than the queue size (virtio 1.2 §2.7.5.3.1; DPDK refuses nr_descs >= queue size, QEMU caps
+  // a chain at 1024 buffers). 256 heads sharing one 1 MiB table make each notification walk
+  // 16.7 M descriptors (~1.6 s of host CPU measured), against ~1 us for a real request.
+  it.fails('an indirect table longer than the queue size is walked whole (work amplification)', () => {
+    const { memory } = createTestMemory({ base: RAW_RAM, size: 4 << 20 });
+    const queueSize = 256;
+    const mock = new MockSplitQueue(memory, RAW_RAM, queueSize);
+    const table = RAW_RAM + 0x10_0000;
+    const entries = 65_536;
+    const bytes = new Uint8Array(16 * entries);
+    const view = new DataView(bytes.buffer);
+    for (let i = 0; i < entries; i++) {
+      const last = i === entries - 1;
+      view.setUint32(16 * i, RAW_RAM + 0x20_0000, true);
+      view.setUint32(16 * i + 8, last ? 4 : 1, true);
+      view.setUint16(16 * i + 12, last ? 2 : 1, true); // WRITE for the tail, else NEXT
+      view.setUint16(16 * i + 14, i + 1, true);
+    }
+    memory.write(table, bytes);
+    mock.writeDescriptor(0, { addr: table, len: 16 * entries, flags: 4, next: 0 });
+    mock.pushAvail(0);
+    const popped = mock.deviceQueue({ indirect: true }).pop();
+    // What the host should promise: a chain is refused once it passes the queue size.
+    expect(popped?.ok).toBe(false);
+  });
+
   // Was: request-handler.ts reply() zero-filled the whole writable part before the tail, so a
   // guest that hung 4 GiB of writable buffers on one ATTACH made the host write 4 GiB (~2 s of
   // host CPU per request, a queue of them per notification). Now the writable part must be
