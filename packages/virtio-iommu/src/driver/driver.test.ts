@@ -4,12 +4,13 @@ import { ConfigOffset, IommuFeature, MapFlag, RequestType, Status } from '../pro
 import { encodeFaultReport } from '../protocol/fault.js';
 import { decodeRequest, type MapRequest } from '../protocol/requests.js';
 import { VirtioIommuDriver } from './driver.js';
+import type { VirtioIommuDriverOptions } from './driver-options.js';
 import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
 import { createScriptedIommu, MMIO_BASE, type ScriptedIommuOptions } from './testing/scripted-iommu.js';
 
 function setup(
   options: ScriptedIommuOptions = {},
-  driverOptions: { wait?: () => void; requestQueueSize?: number } = {},
+  driverOptions: Partial<Omit<VirtioIommuDriverOptions, 'mmio' | 'base' | 'memory' | 'allocator'>> = {},
 ) {
   const s = createScriptedIommu(options);
   const driver = new VirtioIommuDriver({
@@ -304,19 +305,16 @@ describe('statuses', () => {
 
   it('bounds the waits of a worker-mode driver', () => {
     let waits = 0;
-    const s = createScriptedIommu({ answers: false });
-    const driver = new VirtioIommuDriver({
-      mmio: s.bus,
-      base: MMIO_BASE,
-      memory: s.memory,
-      allocator: s.allocator,
-      requestQueueSize: 16,
-      eventQueueSize: 4,
-      wait: () => {
-        waits++;
+    const s = setup(
+      { answers: false },
+      {
+        wait: () => {
+          waits++;
+        },
+        maxWaits: 25,
       },
-      maxWaits: 25,
-    });
+    );
+    const driver = s.driver;
     expect(() => driver.unmap(1, 0, 0x1000)).toThrow(/after 25 waits/);
     expect(waits).toBe(25);
   });
@@ -348,18 +346,15 @@ describe('statuses', () => {
 
   it('polls the used ring before it blocks: an answer found there needs no wait and raises no interrupt', () => {
     let waits = 0;
-    const s = createScriptedIommu();
-    const driver = new VirtioIommuDriver({
-      mmio: s.bus,
-      base: MMIO_BASE,
-      memory: s.memory,
-      allocator: s.allocator,
-      requestQueueSize: 16,
-      eventQueueSize: 4,
-      wait: () => {
-        waits++;
+    const s = setup(
+      {},
+      {
+        wait: () => {
+          waits++;
+        },
       },
-    });
+    );
+    const driver = s.driver;
     const raisedBefore = s.interrupts.raised;
     for (let i = 0; i < 10; i++) driver.map(1, i * 0x1000, 0x10_0000, 0x1000);
     expect(s.device.requests.filter((r) => r[0] === RequestType.MAP)).toHaveLength(10);
@@ -370,21 +365,18 @@ describe('statuses', () => {
 
   it('asks for the interrupt again only when it gives up polling and blocks', () => {
     let waits = 0;
-    const s = createScriptedIommu({ answers: false });
-    const driver = new VirtioIommuDriver({
-      mmio: s.bus,
-      base: MMIO_BASE,
-      memory: s.memory,
-      allocator: s.allocator,
-      requestQueueSize: 16,
-      eventQueueSize: 4,
-      pollSpins: 3,
-      wait: () => {
-        waits++;
-        s.device.answers = true;
-        s.device.notify(0);
+    const s = setup(
+      { answers: false },
+      {
+        pollSpins: 3,
+        wait: () => {
+          waits++;
+          s.device.answers = true;
+          s.device.notify(0);
+        },
       },
-    });
+    );
+    const driver = s.driver;
     const raisedBefore = s.interrupts.raised;
     driver.unmap(1, 0, 0x1000);
     expect(waits).toBe(1);
@@ -392,38 +384,32 @@ describe('statuses', () => {
   });
 
   it('completes when the device answers during a wait (worker mode)', () => {
-    const s = createScriptedIommu({ answers: false });
-    const driver = new VirtioIommuDriver({
-      mmio: s.bus,
-      base: MMIO_BASE,
-      memory: s.memory,
-      allocator: s.allocator,
-      requestQueueSize: 16,
-      eventQueueSize: 4,
-      wait: () => {
-        s.device.answers = true;
-        s.device.notify(0);
+    const s = setup(
+      { answers: false },
+      {
+        wait: () => {
+          s.device.answers = true;
+          s.device.notify(0);
+        },
       },
-    });
+    );
+    const driver = s.driver;
     driver.unmap(1, 0, 0x1000);
     expect(s.device.requests.at(-1)![0]).toBe(RequestType.UNMAP);
   });
 
   it('acknowledges the interrupt while waiting, and hands faults to listeners once the batch is done', () => {
-    const s = createScriptedIommu({ answers: false });
-    const driver = new VirtioIommuDriver({
-      mmio: s.bus,
-      base: MMIO_BASE,
-      memory: s.memory,
-      allocator: s.allocator,
-      requestQueueSize: 16,
-      eventQueueSize: 4,
-      wait: () => {
-        s.device.sendEvent(encodeFaultReport({ reason: 2, flags: 0, endpoint: 4 }));
-        s.device.answers = true;
-        s.device.notify(0);
+    const s = setup(
+      { answers: false },
+      {
+        wait: () => {
+          s.device.sendEvent(encodeFaultReport({ reason: 2, flags: 0, endpoint: 4 }));
+          s.device.answers = true;
+          s.device.notify(0);
+        },
       },
-    });
+    );
+    const driver = s.driver;
     const seen: number[] = [];
     // A listener may send requests itself: the batch that waited is finished by then.
     driver.on('fault', (fault) => {
