@@ -1,5 +1,6 @@
 /** The mailbox takes whatever the guest writes: capped messages, any bytes, any access width. */
 import { createVm, type Vm } from '@vmmkit/vmm';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAILBOX_MAGIC, MAILBOX_MAX_MESSAGE, MailboxReg, MailboxStatus, mailbox } from './mailbox.js';
 
@@ -58,6 +59,37 @@ describe('mailbox device', () => {
     expect(box.messages).toEqual(['hi']);
     expect(errors).toEqual([new Error('host handler bug')]);
     expect(irq()).toBe(false);
+    expect(bus.stats.handlerErrors).toBe(0);
+  });
+
+  it('takes any sequence of accesses without throwing; every message stays within the cap (property)', async () => {
+    const replies: number[] = [];
+    const { box, bus, base, irq } = await withMailbox((text, index) => {
+      replies.push(index);
+      return text.length;
+    });
+    const access = fc.record({
+      offset: fc.oneof(fc.constantFrom(0, 4, 8, 12, 16), fc.integer({ min: 0, max: 0x1007 })),
+      size: fc.constantFrom<1 | 2 | 4 | 8>(1, 2, 4, 8),
+      value: fc.oneof(fc.nat(0xffff_ffff), fc.constantFrom(2 ** 40, -1, 0x80)),
+      read: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(access, { maxLength: 600 }), (accesses) => {
+        for (const a of accesses) {
+          if (a.read) {
+            const v = bus.read(base + a.offset, a.size);
+            expect(Number.isInteger(v) && v >= 0 && v < 2 ** 32).toBe(true);
+          } else bus.write(base + a.offset, a.size, a.value);
+        }
+        // Whatever happened, the line means exactly "a reply is waiting".
+        expect(irq()).toBe((bus.read(base + MailboxReg.STATUS, 4) & MailboxStatus.REPLY) !== 0);
+      }),
+      { numRuns: 200 },
+    );
+    expect(box.messages.length).toBeGreaterThan(10);
+    for (const m of box.messages) expect(m.length).toBeLessThanOrEqual(MAILBOX_MAX_MESSAGE);
+    expect(replies).toEqual(box.messages.map((_, i) => i));
     expect(bus.stats.handlerErrors).toBe(0);
   });
 });
