@@ -6,12 +6,11 @@ import { createNestedTranslation, DmaAccess, NO_PASID } from '@vmmkit/core';
 import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
 import { ArmLpaeNestedBackend, ArmSmmuV3PasidBackend, smmuv3Plugin } from '@vmmkit/smmuv3';
 import { createVirtioIommuHarness } from '@vmmkit/virtio-iommu/testing';
-import { DMA_WINDOW_SIZE, DmaEngine, DmaReg, DmaStatus } from '@vmmkit/vmm';
 import fc from 'fast-check';
 import { scenarioArb } from '../isolation/actions.js';
 import { type RunStats, runScenario } from '../isolation/run.js';
 import { createRawDevice, RAW_RAM } from '../testing/raw-device.js';
-import { iommuTranslator } from '../world.js';
+import { dmaRegisters } from './dma-registers.js';
 import { mmioInit } from './mmio-init.js';
 import { smmu } from './smmu.js';
 import { expectThat, type Surface, surface } from './surface.js';
@@ -266,40 +265,6 @@ const mmio = surface({
     }
     const status = h.transport.read(0x70, 4);
     return `status ${status & 0xff} reads ${reads > 0}`;
-  },
-});
-
-/** DMA engine registers programmed by the guest, behind a virtio-iommu with random state. */
-const dmaRegisters = surface({
-  name: 'dma-registers',
-  description: 'DMA engine registers (addresses, lengths, PASID, op, doorbell) through the virtio-iommu',
-  input: fc.record({
-    bypass: fc.boolean(),
-    writes: fc.array(
-      fc.record({
-        offset: fc.oneof(
-          fc.constantFrom(...Object.values(DmaReg)),
-          fc.integer({ min: 0, max: DMA_WINDOW_SIZE + 8 }),
-        ),
-        size: fc.constantFrom(1 as const, 2 as const, 4 as const, 4 as const, 8 as const),
-        value: fc.oneof(
-          fc.nat(),
-          fc.nat(0x3000),
-          fc.constantFrom(0, 1, 2, 0xffff_ffff, 0x8000_0001, 0x4000_0000, 0x1000),
-        ),
-      }),
-      { minLength: 1, maxLength: 30 },
-    ),
-  }),
-  run(input) {
-    const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], memorySize: 2 << 20, bypass: input.bypass });
-    const engine = new DmaEngine('dma', h.memory, { raise() {} }, () => translator, 1, 20);
-    const translator = iommuTranslator(h.device);
-    for (const w of input.writes) engine.write(w.offset, w.size, w.value >>> 0);
-    engine.write(DmaReg.DOORBELL, 4, 1);
-    const status = engine.read(DmaReg.STATUS, 4);
-    expectThat(status === DmaStatus.DONE || status === DmaStatus.ERROR, `status ${status} after a doorbell`);
-    return `${status === DmaStatus.DONE ? 'done' : `error ${engine.read(DmaReg.ERROR, 4)}`}`;
   },
 });
 
