@@ -8,6 +8,10 @@ const { CTRL_WAKE, DB_CAPACITY, DB_ENTRY_WORDS, OP_READ, SLOT_ADDR_HI, SLOT_ADDR
 const { SLOT_DB_RING, SLOT_DB_TAIL, SLOT_OP, SLOT_SIZE, SLOT_STATE, SLOT_VALUE_HI, SLOT_VALUE_LO } = P;
 const { STATE_REQUEST, STATE_RESPONSE, joinHalves, splitHi, splitLo } = P;
 
+function validSize(size: number): boolean {
+  return size === 4 || size === 1 || size === 2 || size === 8;
+}
+
 /** Exits served before the server yields to the event loop even when more are waiting. */
 const BATCH_BEFORE_YIELD = 4096;
 
@@ -25,6 +29,8 @@ export class ExitServer {
   private loop: Promise<void> | null = null;
   exitsServed = 0;
   doorbellsServed = 0;
+  /** Exits and doorbells whose access width was not 1, 2, 4 or 8 (answered 0 / dropped). */
+  malformed = 0;
 
   constructor(
     control: SharedArrayBuffer,
@@ -108,7 +114,9 @@ export class ExitServer {
     for (let n = 0; n < count; n++) {
       const at = SLOT_DB_RING + (head % DB_CAPACITY) * DB_ENTRY_WORDS;
       const gpa = joinHalves(slot[at]!, slot[at + 1]!);
-      this.bus.write(gpa, slot[at + 2]! as MmioSize, slot[at + 3]! >>> 0);
+      const size = slot[at + 2]! as MmioSize;
+      if (validSize(size)) this.bus.write(gpa, size, slot[at + 3]! >>> 0);
+      else this.malformed++;
       head++;
     }
     Atomics.store(slot, SLOT_DB_HEAD, head);
@@ -119,7 +127,12 @@ export class ExitServer {
   private serveExit(slot: Int32Array): void {
     const gpa = joinHalves(slot[SLOT_ADDR_LO]!, slot[SLOT_ADDR_HI]!);
     const size = slot[SLOT_SIZE]! as MmioSize;
-    if (slot[SLOT_OP] === OP_READ) {
+    if (!validSize(size)) {
+      // The slot is memory the vCPU thread writes: a width no bus has reads 0 and writes nothing.
+      slot[SLOT_VALUE_LO] = 0;
+      slot[SLOT_VALUE_HI] = 0;
+      this.malformed++;
+    } else if (slot[SLOT_OP] === OP_READ) {
       const value = this.bus.read(gpa, size);
       slot[SLOT_VALUE_LO] = splitLo(value);
       slot[SLOT_VALUE_HI] = splitHi(value);
