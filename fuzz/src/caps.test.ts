@@ -12,6 +12,22 @@ describe('caps and storms', () => {
     expect(h.device.domains()).toHaveLength(3);
   });
 
+  it('at the default cap: 2^16 domains (one endpoint each, as a domain dies with its last), then S_NOMEM', () => {
+    const count = 2 ** 16 + 2;
+    const h = createVirtioIommuHarness({ endpoints: Array.from({ length: count }, (_, id) => ({ id })) });
+    const attaches = Array.from({ length: count }, (_, id) => encodeAttach({ domain: id, endpoint: id }));
+    const st = h.submitBatch(attaches);
+    const counts = new Map<number, number>();
+    for (const s of st) counts.set(s, (counts.get(s) ?? 0) + 1);
+    expect(Object.fromEntries(counts)).toEqual({ [Status.OK]: 2 ** 16, [Status.NOMEM]: 2 });
+    expect(h.device.domains()).toHaveLength(2 ** 16);
+    // A move out of a domain frees it (the domain dies with its last endpoint): room again.
+    expect([...h.submitBatch([encodeAttach({ domain: 1, endpoint: 0 })])]).toEqual([Status.OK]);
+    expect([...h.submitBatch([encodeAttach({ domain: count - 1, endpoint: count - 1 })])]).toEqual([
+      Status.OK,
+    ]);
+  });
+
   it('mappings beyond maxMappingsPerDomain get S_NOMEM, nothing added', () => {
     const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], maxMappingsPerDomain: 16 });
     h.submitBatch([encodeAttach({ domain: 1, endpoint: 1 })]);
