@@ -2,10 +2,11 @@
  * Fuzz entry points, one per surface that parses guest memory or guest register writes. Each
  * input builds a fresh machine, so a failure reproduces from its input alone.
  */
-import { createNestedTranslation, DmaAccess, NO_PASID } from '@vmmkit/core';
+import { createNestedTranslation, DmaAccess, NO_PASID, VirtioMmioReg } from '@vmmkit/core';
 import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
 import { ArmLpaeNestedBackend, ArmSmmuV3PasidBackend, smmuv3Plugin } from '@vmmkit/smmuv3';
-import { createVirtioIommuHarness } from '@vmmkit/virtio-iommu/testing';
+import { encodeAttach, Status } from '@vmmkit/virtio-iommu';
+import { createVirtioIommuHarness, requestStatus } from '@vmmkit/virtio-iommu/testing';
 import fc from 'fast-check';
 import { scenarioArb } from '../isolation/actions.js';
 import { type RunStats, runScenario } from '../isolation/run.js';
@@ -245,14 +246,19 @@ const mmio = surface({
   description: 'virtio-mmio v2 register file (any offset, width, value; config space; notify)',
   input: fc.array(
     fc.record({
-      offset: fc.oneof(fc.integer({ min: 0, max: 0x1ff }), fc.integer({ min: 0, max: 0xfff })),
+      // The named registers as often as any offset (config space at 0x100 included).
+      offset: fc.oneof(
+        fc.constantFrom(...Object.values(VirtioMmioReg)),
+        fc.integer({ min: 0, max: 0x1ff }),
+        fc.integer({ min: 0, max: 0xfff }),
+      ),
       size: fc.constantFrom(1 as const, 2 as const, 4 as const, 8 as const),
       write: fc.boolean(),
       value: fc.oneof(fc.nat(), fc.constantFrom(0, 0xf, 0xffff_ffff, 2 ** 32 - 1, 0x8b)),
     }),
     { minLength: 1, maxLength: 40 },
   ),
-  run(accesses) {
+  async run(accesses) {
     const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], memorySize: 2 << 20 });
     let reads = 0;
     for (const a of accesses) {
@@ -264,6 +270,11 @@ const mmio = surface({
       }
     }
     const status = h.transport.read(0x70, 4);
+    // Whatever the guest wrote, a reset (virtio 1.2 §4.2.2.1: writing 0 to Status) brings the
+    // device back: a Linux-style negotiation works and a request is served.
+    h.restart();
+    const attach = await requestStatus(h, encodeAttach({ domain: 1, endpoint: 1 }));
+    expectThat(attach === Status.OK, `after a reset the device answered ATTACH with ${attach}`);
     return `status ${status & 0xff} reads ${reads > 0}`;
   },
 });
