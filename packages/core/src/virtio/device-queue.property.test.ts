@@ -222,6 +222,7 @@ function referenceWalk(memory: GuestMemory, size: number, head: number, indirect
   let seenWrite = false;
   let readable = 0;
   let writable = 0;
+  let buffers = 0;
   if (index >= size) return { ok: false };
   for (;;) {
     if (visited++ >= limit) return { ok: false };
@@ -240,6 +241,8 @@ function referenceWalk(memory: GuestMemory, size: number, head: number, indirect
       nested = true;
       continue;
     }
+    // A chain holds at most max(queue size, 1024) buffers, indirect ones included.
+    if (++buffers > (indirect ? Math.max(size, 1024) : size)) return { ok: false };
     const write = (f & 2) !== 0;
     if (!write && seenWrite) return { ok: false };
     if (write) seenWrite = true;

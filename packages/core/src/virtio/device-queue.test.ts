@@ -176,26 +176,29 @@ describe('DeviceQueue.pop', () => {
   });
 
   it('caps the chain at 4 GiB even when buffers overlap the same RAM (virtio 1.2 §2.7.5.2)', () => {
-    const mib = 0x10_0000;
-    const overlapping = (n: number) =>
-      Array.from({ length: n }, (_, i) => ({
+    const fourMib = 0x40_0000;
+    // 1024 buffers (the most a chain may hold) of 4 MiB, all over the same 4 MiB of RAM.
+    const overlapping = (lastExtra: number) =>
+      Array.from({ length: 1024 }, (_, i) => ({
         addr: RAM,
-        len: mib,
-        flags: i + 1 < n ? NEXT : 0,
+        len: i === 1023 ? fourMib + lastExtra : fourMib,
+        flags: i < 1023 ? NEXT : 0,
         next: i + 1,
       }));
-    const run = (n: number) => {
-      const { mock, queue } = setup(4, { indirect: true });
-      mock.writeTable(TABLE, overlapping(n));
-      mock.writeDescriptor(0, { addr: TABLE, len: 16 * n, flags: INDIRECT });
+    const run = (lastExtra: number) => {
+      const { memory } = createTestMemory({ banks: [{ gpa: RAM, size: 0x100_0000 }] });
+      const mock = new MockSplitQueue(memory, QUEUE, 4);
+      const table = RAM + 0x80_0000;
+      mock.writeTable(table, overlapping(lastExtra));
+      mock.writeDescriptor(0, { addr: table, len: 16 * 1024, flags: INDIRECT });
       mock.pushAvail(0);
-      return queue.pop();
+      return mock.deviceQueue({ indirect: true }).pop();
     };
-    // 4096 buffers of 1 MiB are exactly 2^32 bytes: allowed; one more is not.
-    const chain = expectOk(run(4096));
-    expect(chain.readableCount).toBe(4096);
+    // Exactly 2^32 bytes: allowed; one byte more is not.
+    const chain = expectOk(run(0));
+    expect(chain.readableCount).toBe(1024);
     expect(chain.readableLength).toBe(2 ** 32);
-    expectError(run(4097), 'chain-too-long');
+    expectError(run(1), 'chain-too-long');
   });
 });
 
@@ -240,6 +243,21 @@ describe('DeviceQueue indirect descriptors (virtio 1.2 §2.7.5.3)', () => {
       mock.pushAvail(0);
       expectError(queue.pop(), error);
     }
+  });
+
+  it('accepts at most 1024 buffers through an indirect table, whatever the table claims (as QEMU)', () => {
+    const { mock, queue } = setup(2, { indirect: true });
+    const chained = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ addr: BUF, len: 1, flags: i < n - 1 ? NEXT : 0, next: i + 1 }));
+    mock.writeTable(TABLE, chained(1025));
+    mock.writeDescriptor(0, { addr: TABLE, len: 16 * 1025, flags: INDIRECT });
+    mock.pushAvail(0);
+    expectError(queue.pop(), 'chain-too-long');
+    queue.pushUsed(0, 0);
+    mock.writeTable(TABLE, chained(1024));
+    mock.writeDescriptor(1, { addr: TABLE, len: 16 * 1024, flags: INDIRECT });
+    mock.pushAvail(1);
+    expect(expectOk(queue.pop()).readableLength).toBe(1024);
   });
 
   it('bounds loops inside an indirect table by its size', () => {

@@ -11,6 +11,7 @@ import {
   DESC_SIZE as DESC_SIZE_,
   descTableBytes,
   layoutProblem,
+  MAX_CHAIN_BUFFERS,
   needEvent as needEvent_,
   USED_ELEM_SIZE as USED_ELEM_SIZE_,
   USED_FLAGS as USED_FLAGS_,
@@ -57,8 +58,9 @@ const INITIAL_SEGMENTS = 64;
 /**
  * Device side of a split virtqueue (virtio 1.2 §2.7), for a device model on the host.
  *
- * Everything the driver wrote is treated as hostile: a pop never throws, walks at most the
- * queue size (or the indirect table size) of descriptors, and returns only buffers that lie in
+ * Everything the driver wrote is treated as hostile: a pop never throws, accepts at most
+ * max(queue size, 1024) buffer descriptors per chain (so a walk is bounded whatever an indirect
+ * table claims), and returns only buffers that lie in
  * guest RAM. Malformed chains come back as `{ ok: false }` results; an available index that runs
  * ahead by more than the queue size breaks the queue for good (the transport then asks for a
  * device reset through `onBroken`).
@@ -87,6 +89,8 @@ export class DeviceQueue implements DeviceQueueApi {
   private readonly chain: ReusableChain;
   private readonly okResult: { ok: true; chain: ReusableChain };
   private readonly sizeMask: number;
+  /** Buffers a chain may hold (see MAX_CHAIN_BUFFERS). */
+  private readonly maxBuffers: number;
   private lastAvail = 0;
   private nextUsed = 0;
   /** `used.idx` at the last `needsInterrupt` call: the `old` of the EVENT_IDX rule. */
@@ -127,6 +131,7 @@ export class DeviceQueue implements DeviceQueueApi {
     this.onBroken = onBroken;
     this.size = size;
     this.sizeMask = size - 1;
+    this.maxBuffers = features.indirect ? Math.max(size, MAX_CHAIN_BUFFERS) : size;
     this.desc = desc;
     this.avail = avail;
     this.used = used;
@@ -241,6 +246,7 @@ export class DeviceQueue implements DeviceQueueApi {
     let budget = tableSize;
     let index = head;
     let total = 0;
+    let buffers = 0;
     let seenWritable = false;
     if (index >= tableSize) {
       return this.fail('head-out-of-range', `head ${index} is not below the queue size ${tableSize}`);
@@ -301,6 +307,14 @@ export class DeviceQueue implements DeviceQueueApi {
         inIndirect = true;
         index = 0;
         continue;
+      }
+      // virtio 1.2 §2.7.5.3.1 (chain length; MAX_CHAIN_BUFFERS says why 1024 with INDIRECT): a
+      // 65536-entry table shared by many heads must not cost millions of steps per notification.
+      if (++buffers > this.maxBuffers) {
+        return this.fail(
+          'chain-too-long',
+          `chain at head ${head} holds more than ${this.maxBuffers} buffers`,
+        );
       }
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       if (writable) seenWritable = true;

@@ -10,6 +10,7 @@ import {
   DESC_SIZE as DESC_SIZE_,
   descTableBytes,
   layoutProblem,
+  MAX_CHAIN_BUFFERS,
   needEvent as needEvent_,
   USED_ELEM_SIZE as USED_ELEM_SIZE_,
   USED_FLAGS as USED_FLAGS_,
@@ -205,8 +206,12 @@ export class DriverQueue implements DriverQueueApi {
     count: number,
     token: unknown,
   ): number {
-    if (count > 65536)
-      throw new VmmError('EINVAL', `an indirect table holds at most 65536 descriptors, not ${count}`);
+    // Devices accept at most max(queue size, 1024) buffers per chain (MAX_CHAIN_BUFFERS, QEMU's
+    // limit; virtio 1.2 §2.7.5.3.1 would even stop at the queue size).
+    const limit = Math.max(this.size, MAX_CHAIN_BUFFERS);
+    if (count > limit) {
+      throw new VmmError('EINVAL', `a chain may hold at most ${limit} descriptors, not ${count}`);
+    }
     const bytes = count * DESC_SIZE;
     const table = this.allocator!.alloc(bytes);
     const scratch = new DataView(new ArrayBuffer(bytes));

@@ -3,6 +3,12 @@ import type { QueueLayout } from './types.js';
 
 /** Largest split queue the spec allows (virtio 1.2 §2.7: Queue Size is at most 32768). */
 export const MAX_QUEUE_SIZE = 32768;
+/**
+ * Most buffers a chain may hold through an indirect table: QEMU's VIRTQUEUE_MAX_SIZE, the
+ * tolerance real drivers rely on (virtio 1.2 §2.7.5.3.1 says the queue size; Linux exceeds it
+ * with indirect tables).
+ */
+export const MAX_CHAIN_BUFFERS = 1024;
 
 /** Descriptor flags (virtio 1.2 §2.7.5). */
 export const VIRTQ_DESC_F_NEXT = 1;
