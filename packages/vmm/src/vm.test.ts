@@ -98,6 +98,15 @@ describe.each(['inline', 'worker'] as const)('a machine with %s vCPUs', (mode) =
     expect(unclonable).toBeInstanceOf(VcpuError);
     expect(unclonable.message).toMatch(/could not be cloned/);
     await expect(vm.run({ module: guest('crash'), args: { how: 'fine' } })).resolves.toEqual(['fine']);
+    // Arguments that cannot cross to a thread are the caller's mistake, refused alike in both modes.
+    const errorsBefore = reported.length;
+    const badArgs = await vm
+      .run({ module: guest('crash'), args: { how: 'fine', f: () => 1 } })
+      .catch((e) => e);
+    expect(isVmmError(badArgs, 'EINVAL')).toBe(true);
+    expect(badArgs.message).toMatch(/guest args must be structured-cloneable/);
+    expect(reported).toHaveLength(errorsBefore);
+    await expect(vm.run({ module: guest('crash'), args: { how: 'fine' } })).resolves.toEqual(['fine']);
   });
 
   it('stops a vCPU parked on an interrupt when the machine is destroyed, leaving nothing behind', async () => {

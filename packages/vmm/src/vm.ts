@@ -250,6 +250,16 @@ export class Vm extends TypedEmitter<VmEvents> {
     this.assertUsable('run');
     if (this.active.length > 0) throw new VmmError('EBUSY', 'the vCPUs are already running a program');
     const moduleUrl = guest.module instanceof URL ? guest.module.href : String(guest.module);
+    try {
+      // Arguments cross to worker threads by structured clone: refuse what cannot, in both modes
+      // alike, before any vCPU starts (it is the caller's mistake, not the guest's).
+      structuredClone(guest.args);
+    } catch (error) {
+      throw new VmmError(
+        'EINVAL',
+        `guest args must be structured-cloneable (plain data, no functions): ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
     const ctx: VcpuRunContext = {
       memory: this.memory,
       bus: this.bus,
@@ -268,7 +278,15 @@ export class Vm extends TypedEmitter<VmEvents> {
     };
     const start = this.mode === 'worker' ? startWorkerVcpu : startInlineVcpu;
     if (this.mode === 'worker') this.server.start();
-    const vcpus = heapSlices(this.heap, this.cpus).map((heap, cpu) => start(cpu, heap, ctx));
+    const vcpus: RunningVcpu[] = [];
+    try {
+      for (const [cpu, heap] of heapSlices(this.heap, this.cpus).entries()) vcpus.push(start(cpu, heap, ctx));
+    } catch (error) {
+      // A thread that could not be created: stop what did start, so nothing runs on unattended.
+      await Promise.all(vcpus.map((v) => v.stop()));
+      await this.server.stop();
+      throw error;
+    }
     this.active = vcpus;
     let firstFailure: VcpuError | null = null;
     const outcomes = await Promise.all(
