@@ -212,6 +212,13 @@ describe('vmm', () => {
       /^vmm: the guest failed: vCPU 0: Error: the broken plugin cannot build a table\n/m,
     );
     expect(run.err).toMatch(/at \S*alloc \(.*broken-pgtable\.ts:/);
+    const json = await vmm('run', '--mode', 'inline', '--plugin', plugin, '--nested', 'broken', '--json');
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.out)).toEqual({
+      ok: false,
+      failed: 'guest',
+      error: 'vCPU 0: Error: the broken plugin cannot build a table',
+    });
   });
 
   it('exits 1 and names the device when one failed during the run, though the guest got by', async () => {

@@ -246,6 +246,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       io.err(`vmm: ${error.message}\nRun 'vmm --help' for the accepted options.\n`);
       return 2;
     }
+    // With --json, a script reading stdout learns of the failure there too (details stay on stderr).
+    if (command !== null && 'json' in command && command.json) {
+      const guest = error instanceof VcpuError;
+      const why = error instanceof Error ? error.message : String(error);
+      io.out(`${JSON.stringify({ ok: false, failed: guest ? 'guest' : 'machine', error: why }, null, 2)}\n`);
+    }
     if (error instanceof VcpuError) {
       io.err(`vmm: the guest failed: ${error.message}\n${error.guestStack}\n`);
       if (command !== null && 'mem' in command && /ENOMEM/.test(error.message)) {
