@@ -7,6 +7,7 @@ export { ErrorCode, hex, isVmmError, VmmError } from './errors.js';
 export { TypedEmitter } from './events.js';
 export type { BankDescriptor, BankKind, BankOptions } from './memory/bank.js';
 export { BANK_ALIGN, MAX_GPA, MemoryBank } from './memory/bank.js';
+export { fillBytes } from './memory/fill.js';
 export type { AccessFault, GuestMemoryEvents, MemoryAccess } from './memory/guest-memory.js';
 export { GuestMemory } from './memory/guest-memory.js';
 export type { PageAllocator, PageRegion } from './memory/page-allocator.js';

@@ -1,6 +1,7 @@
 import { hex, VmmError } from '../errors.js';
 import { TypedEmitter } from '../events.js';
 import { type BankDescriptor, type BankKind, type BankOptions, MemoryBank } from './bank.js';
+import { fillBytes } from './fill.js';
 
 export type MemoryAccess = 'read' | 'write';
 
@@ -223,7 +224,12 @@ export class GuestMemory extends TypedEmitter<GuestMemoryEvents> {
 
   /** Fills a range with one byte value. */
   fill(gpa: number, length: number, value = 0): void {
-    this.pieces(gpa, length, 'write', (b, off, len) => b.bytes.fill(value, off, off + len));
+    const bank = this.ramBank(gpa, length, 'write');
+    if (bank !== null) {
+      fillBytes(bank.bytes, value, gpa - bank.gpa, gpa - bank.gpa + length);
+      return;
+    }
+    this.pieces(gpa, length, 'write', (b, off, len) => fillBytes(b.bytes, value, off, off + len));
   }
 
   /**
