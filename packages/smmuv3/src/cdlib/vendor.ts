@@ -3,7 +3,7 @@
  * the 2021 cd-lib RFC (arm-smmu-v3-cd-lib.c) and today's Linux CD code.
  */
 import { type IoPgtableCfg, type PasidTableCfg, type PasidTableVendor, VmmError } from '@vmmkit/core';
-import { type CdFields, encodeCd } from '../codec/cd.js';
+import { type CdFields, encodeCdWords } from '../codec/cd.js';
 import { allocCdTable, cdAddress, checkS1dss, checkSsid, freeCdTable, layoutOf, S1Dss } from './layout.js';
 import { type CdWriteKind, writeCdWords } from './writer.js';
 
@@ -75,20 +75,13 @@ function syncOf(cfg: PasidTableCfg): (ssid: number, leaf: boolean) => void {
   return (ssid, leaf) => sync(cookie, ssid, leaf);
 }
 
-function cdWords(bytes: Uint8Array): Uint32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const words = new Uint32Array(bytes.byteLength / 4);
-  for (let i = 0; i < words.length; i++) words[i] = view.getUint32(4 * i, true);
-  return words;
-}
-
 /** Installs, updates or clears (`ctx = null`) the CD of `ssid`; returns what the write had to do. */
 export function writeArmCd(cfg: PasidTableCfg, ssid: number, ctx: ArmCdContext | null): CdWriteKind {
   const layout = layoutOf(cfg);
   checkSsid(cfg, layout, ssid);
   const sync = syncOf(cfg);
   // Encoded before anything is written, so a bad field leaves the table untouched.
-  const target = ctx === null ? null : cdWords(encodeCd({ ...ctx, valid: true }));
+  const target = ctx === null ? null : encodeCdWords({ ...ctx, valid: true }, new Uint32Array(16));
   const gpa =
     ctx === null
       ? cdAddress(cfg, layout, ssid)

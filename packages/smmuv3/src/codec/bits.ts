@@ -81,6 +81,12 @@ export function getDword(words: DwordWords, dw: number): bigint {
 
 /** Stores a whole dword from an unsigned 64-bit bigint. */
 export function setDword(words: DwordWords, dw: number, value: bigint, name: string): void {
+  // Most dwords of a CD or STE are zero; BigInt arithmetic allocates, so skip it for them.
+  if (value === 0n) {
+    words[2 * dw] = 0;
+    words[2 * dw + 1] = 0;
+    return;
+  }
   if (value < 0n || value > 0xffff_ffff_ffff_ffffn) {
     throw new VmmError(ErrorCode.ERANGE, `${name} = ${value} is not an unsigned 64-bit value`, {
       field: name,
@@ -116,8 +122,13 @@ export function writeWords(words: DwordWords, out?: Uint8Array, what = 'structur
       need: length,
     });
   }
-  const view = new DataView(target.buffer, target.byteOffset, length);
-  for (let i = 0; i < words.length; i++) view.setUint32(i * 4, words[i]!, true);
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!;
+    target[4 * i] = word & 0xff;
+    target[4 * i + 1] = (word >>> 8) & 0xff;
+    target[4 * i + 2] = (word >>> 16) & 0xff;
+    target[4 * i + 3] = word >>> 24;
+  }
   return target;
 }
 

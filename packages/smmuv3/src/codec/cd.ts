@@ -176,7 +176,7 @@ function setTtbDword(
   name: string,
 ): void {
   const reserved = res0 ?? 0n;
-  if ((reserved & ~CD_TTB_RES0_MASK) !== 0n) {
+  if (reserved !== 0n && (reserved & ~CD_TTB_RES0_MASK) !== 0n) {
     throw new VmmError(ErrorCode.ERANGE, `${name}Res0 may only hold bits [3:2] and [63:52] of its dword`, {
       field: `${name}Res0`,
     });
@@ -198,7 +198,20 @@ function setTtbDword(
  * A value that does not fit its field throws `VmmError(ERANGE)` and leaves `out` untouched.
  */
 export function encodeCd(fields: Partial<CdFields>, out?: Uint8Array): Uint8Array {
-  const w = new Uint32Array(16);
+  return writeWords(encodeCdWords(fields, scratchWords), out, 'a context descriptor');
+}
+
+/** Encoding scratch: writing a CD is synchronous, and typed-array allocation costs ~1 µs. */
+const scratchWords = new Uint32Array(16);
+
+/**
+ * Encodes a CD into `words` (16 32-bit halves of its eight dwords, little-endian order), the form
+ * a writer that stores dword by dword needs; returns `words`. Throws like `encodeCd`, and then
+ * `words` holds no valid CD.
+ */
+export function encodeCdWords(fields: Partial<CdFields>, words: Uint32Array): Uint32Array {
+  const w = words;
+  w.fill(0, 0, 16);
   setField(w, 0, 0, 6, fields.t0sz ?? 0, 't0sz');
   setField(w, 0, 6, 2, fields.tg0 ?? 0, 'tg0');
   setField(w, 0, 8, 2, fields.irgn0 ?? 0, 'irgn0');
@@ -235,7 +248,7 @@ export function encodeCd(fields: Partial<CdFields>, out?: Uint8Array): Uint8Arra
   setDword(w, 5, fields.implementationDefined ?? 0n, 'implementationDefined');
   setDword(w, 6, fields.dword6 ?? 0n, 'dword6');
   setDword(w, 7, fields.dword7 ?? 0n, 'dword7');
-  return writeWords(w, out, 'a context descriptor');
+  return w;
 }
 
 /** Decodes the 64-byte CD at `bytes[offset..]`; every bit lands in exactly one field. */
