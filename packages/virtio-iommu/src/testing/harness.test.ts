@@ -1,4 +1,5 @@
 import { isVmmError } from '@vmmkit/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MapFlag, Status } from '../protocol/constants.js';
 import { encodeAttach, encodeMap, encodeUnmap } from '../protocol/requests.js';
@@ -38,6 +39,59 @@ describe('createVirtioIommuHarness', () => {
     expect(h.device.domains()).toEqual([]);
     expect(await requestStatus(h, encodeAttach({ domain: 2, endpoint: 1 }))).toBe(Status.OK);
     expect(h.device.endpointDomain(1)).toBe(2);
+  });
+
+  it('translate() (the page path) answers exactly as device.translate does, faults included', async () => {
+    const h = createVirtioIommuHarness({
+      endpoints: [
+        { id: 1 },
+        { id: 2, reservedRegions: [{ start: 0x8000n, end: 0x8fffn, subtype: 'msi' }] },
+        { id: 3 },
+      ],
+      bypass: false,
+    });
+    const top = (1n << 64n) - 0x2000n;
+    expect(await requestStatus(h, encodeAttach({ domain: 1, endpoint: 1 }))).toBe(Status.OK);
+    expect(await requestStatus(h, encodeAttach({ domain: 2, endpoint: 2 }))).toBe(Status.OK);
+    for (const [domain, virtStart, flags] of [
+      [1, 0x1000n, MapFlag.READ],
+      [1, 0x3000n, MapFlag.READ | MapFlag.WRITE],
+      [1, top, MapFlag.WRITE],
+      [2, 0x1_0000_0000n, MapFlag.READ | MapFlag.WRITE],
+    ] as const) {
+      const map = encodeMap({
+        domain,
+        virtStart,
+        virtEnd: virtStart + 0x1fffn,
+        physStart: 0x4000_0000n,
+        flags,
+      });
+      expect(await requestStatus(h, map)).toBe(Status.OK);
+    }
+    const iovas = [0n, 0x1000n, 0x2fffn, 0x3000n, 0x4abcn, 0x8000n, 0x1_0000_0000n, top, top + 0x1fffn];
+    fc.assert(
+      fc.property(
+        fc.constantFrom(1, 2, 3, 9),
+        fc.oneof(fc.constantFrom(...iovas), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })),
+        fc.constantFrom('read' as const, 'write' as const),
+        fc.option(fc.constantFrom(0, 5), { nil: undefined, freq: 4 }),
+        (endpoint, iova, access, pasid) => {
+          const fast = h.translate({ endpoint, iova, access, pasid });
+          const slow = h.device.translate({ endpoint, iova, access, pasid, length: 1 });
+          const expected = slow.ok
+            ? { ok: true, address: slow.segments[0]!.address }
+            : { ok: false, fault: slow.fault };
+          expect(fast).toEqual(expected);
+        },
+      ),
+      { numRuns: 500 },
+    );
+    // Both paths reported every fault on the event queue.
+    expect(h.device.faultStats.raised % 2).toBe(0);
+    // Malformed arguments still get device.translate's VmmError.
+    expect(() => h.translate({ endpoint: -1, iova: 0n, access: 'read' })).toThrow(/endpoint/);
+    expect(() => h.translate({ endpoint: 1, iova: 1n << 64n, access: 'read' })).toThrow(/iova/);
+    expect(() => h.translate({ endpoint: 1, iova: 0n, access: 'fetch' as 'read' })).toThrow(/access/);
   });
 
   it('driver is the guest driver model on the same device; it owns the queues until restart()', async () => {
