@@ -1,6 +1,7 @@
 import { crc32 } from 'node:zlib';
 import {
   DmaAccess,
+  fillBytes,
   type GuestMemory,
   type InterruptLine,
   type MemoryBank,
@@ -39,6 +40,7 @@ const OP_FILL: number = DmaOp.FILL;
 const ACCESS_READ: DmaAccess = DmaAccess.READ;
 const ACCESS_WRITE: DmaAccess = DmaAccess.WRITE;
 const checksum = crc32;
+const fillRange = fillBytes;
 
 export interface DmaEngineOptions {
   name?: string;
@@ -260,7 +262,7 @@ export class DmaEngine implements MmioHandler {
         dstBank!.bytes.set(srcBank!.bytes.subarray(from, from + chunk), dstBase + dst.offset);
       } else if (op === OP_FILL) {
         const to = dstBase + dst.offset;
-        dstBank!.bytes.fill(fill, to, to + chunk);
+        fillRange(dstBank!.bytes, fill, to, to + chunk);
       } else {
         const from = srcBase + src.offset;
         crc = checksum(srcBank!.bytes.subarray(from, from + chunk), crc);
