@@ -6,7 +6,7 @@ import { createNestedTranslation, DmaAccess, NO_PASID, VirtioMmioReg } from '@vm
 import { createTestMemory, MockSplitQueue } from '@vmmkit/core/testing';
 import { ArmLpaeNestedBackend, ArmSmmuV3PasidBackend, smmuv3Plugin } from '@vmmkit/smmuv3';
 import { encodeAttach, Status } from '@vmmkit/virtio-iommu';
-import { createVirtioIommuHarness, requestStatus } from '@vmmkit/virtio-iommu/testing';
+import { createVirtioIommuHarness, POISON, requestStatus } from '@vmmkit/virtio-iommu/testing';
 import fc from 'fast-check';
 import { scenarioArb } from '../isolation/actions.js';
 import { type RunStats, runScenario } from '../isolation/run.js';
@@ -79,8 +79,25 @@ const requests = surface({
       const writable: readonly number[] = r.writable ?? [r.type === 5 ? 516 : 4];
       const total = writable.reduce((a: number, b: number) => a + b, 0);
       const { usedLength, written } = await h.submitChain(readable, writable);
-      if (usedLength === 0) labels.add('used 0');
-      else {
+      // The framing alone decides between "answered" and "returned unwritten" (README "Framing";
+      // every feature is negotiated here): a known type, its whole readable part, and exactly
+      // the tail (PROBE: 4 to probe_size + 4 bytes).
+      const size = READABLE_SIZE[r.type];
+      const framed =
+        size !== undefined &&
+        bytes.length >= size &&
+        (r.type === 5 ? total >= 4 && total <= 516 : total === 4);
+      expectThat(
+        (usedLength !== 0) === framed,
+        `type ${r.type}, ${bytes.length} readable, ${total} writable: used length ${usedLength}`,
+      );
+      if (usedLength === 0) {
+        expectThat(
+          written.every((b) => b === POISON),
+          'a request returned with used length 0 was written',
+        );
+        labels.add('used 0');
+      } else {
         // virtio 1.2 §5.13.6: the status is the last 4 bytes of the writable part.
         expectThat(usedLength === total, `used length ${usedLength} of a ${total}-byte writable part`);
         // Host work bounded by the protocol (README "Framing"): a 4-byte tail, or for PROBE
