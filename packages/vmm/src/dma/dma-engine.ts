@@ -241,7 +241,7 @@ export class DmaEngine implements MmioHandler {
       let chunk = length - done;
       if (readsSource) {
         if (src.page !== srcPage) {
-          srcBank = this.resolve(translator, endpoint, pasid, src, ACCESS_READ);
+          srcBank = this.resolve(translator, endpoint, pasid, src, ACCESS_READ, srcBank);
           if (srcBank === null) return this.stop(done);
           srcPage = src.page;
           srcBase = this.page.pa - srcBank.gpa;
@@ -250,7 +250,7 @@ export class DmaEngine implements MmioHandler {
       }
       if (writesDest) {
         if (dst.page !== dstPage) {
-          dstBank = this.resolve(translator, endpoint, pasid, dst, ACCESS_WRITE);
+          dstBank = this.resolve(translator, endpoint, pasid, dst, ACCESS_WRITE, dstBank);
           if (dstBank === null) return this.stop(done);
           dstPage = dst.page;
           dstBase = this.page.pa - dstBank.gpa;
@@ -276,13 +276,18 @@ export class DmaEngine implements MmioHandler {
     return DmaError.NONE;
   }
 
-  /** Translates the cursor's page and finds the RAM bank holding it; null (with the fault recorded) when refused. */
+  /**
+   * Translates the cursor's page and finds the RAM bank holding it (`last`, the bank of the
+   * previous page in this direction, first: a transfer's pages mostly share one bank); null
+   * (with the fault recorded) when refused.
+   */
   private resolve(
     translator: DmaTranslator,
     endpoint: number,
     pasid: number,
     at: IovaCursor,
     access: DmaAccess,
+    last: MemoryBank | null,
   ): MemoryBank | null {
     const page = this.page;
     let ok: boolean;
@@ -294,6 +299,10 @@ export class DmaEngine implements MmioHandler {
       page.fault = 0;
     }
     if (!ok) return this.fault(at, access, DmaError.TRANSLATION, page.fault);
+    const pa = page.pa;
+    // Banks do not change during a transfer (it runs within one MMIO write), and `last` was
+    // checked for this direction when it was found.
+    if (last !== null && pa >= last.gpa && pa + PAGE <= last.end && pa % PAGE === 0) return last;
     const bank =
       page.pa % PAGE === 0
         ? this.memory.ramBank(page.pa, PAGE, access === ACCESS_WRITE ? 'write' : 'read')
