@@ -1,6 +1,7 @@
 import { createNestedTranslation, DmaAccess, NO_PASID } from '@vmmkit/core';
 import { FaultFlag, FaultReason, MapFlag } from '../protocol/constants.js';
 import { joinU64, TWO_POW_32 } from '../protocol/u64.js';
+import type { Endpoint } from './domains.js';
 import type { FaultReporter } from './fault-reporter.js';
 import type { IommuState } from './iommu-state.js';
 
@@ -42,6 +43,12 @@ function spanLength(lo: number, hi: number): number {
  */
 export class Translator {
   private readonly nestedOut = createNestedTranslation();
+  /**
+   * The endpoint of the previous translation: a device translates for one endpoint page after
+   * page. Safe to keep because a device's endpoints are fixed when it is created (IommuState).
+   */
+  private lastEndpointId = -1;
+  private lastEndpoint: Endpoint | undefined = undefined;
 
   constructor(
     private readonly state: IommuState,
@@ -64,7 +71,13 @@ export class Translator {
     const state = this.state;
     out.mmio = false;
     out.vendorEvent = null;
-    const endpoint = state.endpoints.get(endpointId);
+    let endpoint: Endpoint | undefined;
+    if (endpointId === this.lastEndpointId) endpoint = this.lastEndpoint;
+    else {
+      endpoint = state.endpoints.get(endpointId);
+      this.lastEndpointId = endpointId;
+      this.lastEndpoint = endpoint;
+    }
     const domain = endpoint === undefined ? null : endpoint.domain;
     // PROTOCOL.md step 1 (virtio 1.2 §5.13.5 bypass rules): unknown or unattached endpoints
     // pass through only in bypass mode.
