@@ -24,7 +24,10 @@ export function createIotlbGather(): IotlbGather {
   return { start: Number.POSITIVE_INFINITY, end: 0, pgsize: 0 };
 }
 
-/** TLB maintenance the page-table code asks of its user (Linux `iommu_flush_ops`). */
+/**
+ * TLB maintenance the page-table code asks of its user (Linux `iommu_flush_ops`). Formats call
+ * them as methods (`cfg.tlb.flushWalk(...)`), so an implementation may be a class instance.
+ */
 export interface IoPgtableFlushOps {
   /** Invalidate every translation of this table. */
   flushAll(): void;

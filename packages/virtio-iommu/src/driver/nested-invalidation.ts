@@ -105,19 +105,7 @@ export class InvalidationQueue {
    * change granule or would become discontiguous (Linux `iommu_iotlb_gather_add_page`).
    */
   flushOps(target: InvalidationTarget): IoPgtableFlushOps {
-    return {
-      flushAll: () => this.all(target),
-      flushWalk: (iova, size, granule) => this.range(target, iova, size, granule, false),
-      addPage: (gather, iova, granule) => {
-        const end = iova + granule;
-        if (gather.pgsize !== 0 && (gather.pgsize !== granule || end < gather.start || iova > gather.end)) {
-          this.gathered(target, gather);
-        }
-        gather.pgsize = granule;
-        gather.start = Math.min(gather.start, iova);
-        gather.end = Math.max(gather.end, end);
-      },
-    };
+    return new TableFlushOps(this, target);
   }
 
   /** Queues the leaf range a gather holds (end exclusive) and empties it. */
@@ -129,5 +117,35 @@ export class InvalidationQueue {
     gather.start = empty.start;
     gather.end = empty.end;
     gather.pgsize = empty.pgsize;
+  }
+}
+
+/**
+ * The flush callbacks of one table, as a class: a PASID table builds one per PASID, and methods
+ * cost nothing per instance where three closures each cost an allocation (and, under loaders
+ * that keep function names, a defineProperty).
+ */
+class TableFlushOps implements IoPgtableFlushOps {
+  constructor(
+    private readonly queue: InvalidationQueue,
+    private readonly target: InvalidationTarget,
+  ) {}
+
+  flushAll(): void {
+    this.queue.all(this.target);
+  }
+
+  flushWalk(iova: number, size: number, granule: number): void {
+    this.queue.range(this.target, iova, size, granule, false);
+  }
+
+  addPage(gather: IotlbGather, iova: number, granule: number): void {
+    const end = iova + granule;
+    if (gather.pgsize !== 0 && (gather.pgsize !== granule || end < gather.start || iova > gather.end)) {
+      this.queue.gathered(this.target, gather);
+    }
+    gather.pgsize = granule;
+    gather.start = Math.min(gather.start, iova);
+    gather.end = Math.max(gather.end, end);
   }
 }
