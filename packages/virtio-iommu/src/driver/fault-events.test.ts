@@ -2,27 +2,19 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FaultFlag, FaultReason, IommuFeature } from '../protocol/constants.js';
 import { encodeFaultReport } from '../protocol/fault.js';
-import { VirtioIommuDriver } from './driver.js';
 import type { IommuFault } from './fault-events.js';
-import { createScriptedIommu, MMIO_BASE, type ScriptedIommuOptions } from './testing/scripted-iommu.js';
+import { createScriptedDriver, type ScriptedIommuOptions } from './testing/scripted-iommu.js';
 
 const EVENT_BUFFERS = 4;
 
 function setup(options: ScriptedIommuOptions = {}) {
-  const s = createScriptedIommu(options);
-  const driver = new VirtioIommuDriver({
-    mmio: s.bus,
-    base: MMIO_BASE,
-    memory: s.memory,
-    allocator: s.allocator,
-    requestQueueSize: 16,
-    eventQueueSize: EVENT_BUFFERS,
-  });
+  const s = createScriptedDriver(options, { eventQueueSize: EVENT_BUFFERS });
+  const { driver } = s;
   const faults: IommuFault[] = [];
   const ignored: [string, number][] = [];
   driver.on('fault', (f) => faults.push(f));
   driver.on('ignoredEvent', (reason, len) => ignored.push([reason, len]));
-  return { ...s, driver, faults, ignored };
+  return { ...s, faults, ignored };
 }
 
 describe('fault reports', () => {

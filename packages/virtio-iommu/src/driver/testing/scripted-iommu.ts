@@ -16,6 +16,8 @@ import {
 import { createMmioBus, createTestMemory, type TestMemory, type TestMmioBus } from '@vmmkit/core/testing';
 import { CONFIG_SIZE, ConfigOffset, IommuFeature, VIRTIO_IOMMU_DEVICE_ID } from '../../protocol/constants.js';
 import { U64_MAX } from '../../protocol/u64.js';
+import { VirtioIommuDriver } from '../driver.js';
+import type { VirtioIommuDriverOptions } from '../driver-options.js';
 
 /** What a scripted request handler answers: a status in the tail, or raw used bytes. */
 export interface ScriptedAnswer {
@@ -172,4 +174,25 @@ export function createScriptedIommu(options: ScriptedIommuOptions = {}): Scripte
   const bus = createMmioBus();
   bus.map(MMIO_BASE, transport);
   return { ...mem, device, transport, bus, interrupts };
+}
+
+/**
+ * A scripted device with the guest driver on it: a 16-entry request queue and a 4-buffer event
+ * queue unless `driverOptions` says otherwise.
+ */
+export function createScriptedDriver(
+  options: ScriptedIommuOptions = {},
+  driverOptions: Partial<Omit<VirtioIommuDriverOptions, 'mmio' | 'base' | 'memory' | 'allocator'>> = {},
+): ScriptedSetup & { driver: VirtioIommuDriver } {
+  const s = createScriptedIommu(options);
+  const driver = new VirtioIommuDriver({
+    mmio: s.bus,
+    base: MMIO_BASE,
+    memory: s.memory,
+    allocator: s.allocator,
+    requestQueueSize: 16,
+    eventQueueSize: 4,
+    ...driverOptions,
+  });
+  return { ...s, driver };
 }
