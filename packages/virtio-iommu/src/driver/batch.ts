@@ -22,6 +22,7 @@ import { type RequestRing, SLOT_SIZE } from './request-ring.js';
 export type { InvalidateArgs, MappingObserver };
 
 const TWO_POW_32 = 0x1_0000_0000;
+const NO_FAILURES: readonly VirtioIommuRequestError[] = Object.freeze([]);
 const INITIAL_REQUESTS = 64;
 
 /** What the batch checks arguments against: the negotiated geometry. */
@@ -48,6 +49,8 @@ export class IommuBatch {
   private view: DataView;
   private readLengths: Uint8Array;
   private count = 0;
+  /** Statuses of `submitOrThrow`, reused from call to call. */
+  private scratchStatuses = new Uint8Array(0);
   /** The limits as numbers for the safe-integer path (Infinity where they pass 2^53). */
   private readonly granule: number;
   private readonly inputStart: number;
@@ -237,20 +240,39 @@ export class IommuBatch {
    */
   submit(): BatchResult {
     const count = this.count;
-    this.count = 0;
     const statuses = new Uint8Array(count);
-    if (count === 0) return new BatchResult(0, statuses, []);
+    return new BatchResult(count, statuses, this.send(statuses));
+  }
+
+  /**
+   * `submit().throwIfFailed()` without building a result when every request succeeds: the
+   * one-request calls of the driver (`map`, `unmap`, …) go through here.
+   */
+  submitOrThrow(): void {
+    const count = this.count;
+    if (this.scratchStatuses.length < count) this.scratchStatuses = new Uint8Array(this.readLengths.length);
+    const failures = this.send(this.scratchStatuses);
+    if (failures.length > 0)
+      new BatchResult(count, this.scratchStatuses.slice(0, count), failures).throwIfFailed();
+  }
+
+  /** Sends the queued requests; statuses land in `statuses`; returns one error per refused request. */
+  private send(statuses: Uint8Array): readonly VirtioIommuRequestError[] {
+    const count = this.count;
+    this.count = 0;
+    if (count === 0) return NO_FAILURES;
     try {
       this.ring.submit(this.staging, this.readLengths, count, statuses);
-      const failures: VirtioIommuRequestError[] = [];
+      let failures: VirtioIommuRequestError[] | null = null;
       for (let i = 0; i < count; i++) {
         const status = statuses[i]!;
         if (status === Status.OK) continue;
         const bytes = this.staging.subarray(i * SLOT_SIZE, i * SLOT_SIZE + this.readLengths[i]!);
+        failures ??= [];
         failures.push(new VirtioIommuRequestError(status, describeRequest(decodeRequest(bytes), i)));
       }
       if (this.observer !== null) reportAccepted(this.view, count, statuses, this.observer);
-      return new BatchResult(count, statuses, failures);
+      return failures ?? NO_FAILURES;
     } finally {
       // Results are read: a fault listener may now reuse this batch.
       this.ring.settle();

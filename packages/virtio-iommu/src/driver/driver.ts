@@ -326,7 +326,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   detach(endpoint: number): void {
     const domain = this.domains.domainOf(endpoint);
     if (domain === undefined) throw new VmmError('ENOENT', `endpoint ${endpoint} is not attached`);
-    this.single().detach(domain, endpoint).submit().throwIfFailed();
+    this.single().detach(domain, endpoint).submitOrThrow();
     this.domains.detached(endpoint);
   }
 
@@ -338,12 +338,12 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     size: bigint | number,
     prot: { read?: boolean; write?: boolean; mmio?: boolean } = { read: true, write: true },
   ): void {
-    this.single().map(domain, iova, phys, size, mapFlags(prot)).submit().throwIfFailed();
+    this.single().map(domain, iova, phys, size, mapFlags(prot)).submitOrThrow();
   }
 
   /** UNMAP a range; throws the typed error of a refused request. */
   unmap(domain: number, iova: bigint | number, size: bigint | number): void {
-    this.single().unmap(domain, iova, size).submit().throwIfFailed();
+    this.single().unmap(domain, iova, size).submitOrThrow();
   }
 
   /**
