@@ -112,7 +112,7 @@ export function tg0Of(granuleShift: number): number {
 
 /** The CD Linux would write for these tables (reference §2.5), with overrides. */
 export function linuxCd(
-  tables: S1Tables,
+  tables: Pick<S1Tables, 'inputBits' | 'granuleShift' | 'root'>,
   asid: number,
   overrides: Partial<CdFields> = {},
 ): Partial<CdFields> {

@@ -6,8 +6,8 @@
  * bare walk loop over the same tables with plain numbers that the model is compared with.
  */
 import { GuestMemory } from '@vmmkit/core';
-import { encodeCd } from '../codec/cd.js';
 import { encodeSte } from '../codec/ste.js';
+import { linuxCd, writeCd } from './host-tables.js';
 
 export const SCATTERED_RAM = 0x4000_0000;
 const RAM_SIZE = 16 * 1024 * 1024;
@@ -76,25 +76,8 @@ export function scatteredTables(seed = 0x2545f491): ScatteredTables {
     }
   }
   const cd = SCATTERED_RAM;
-  memory.write(
-    cd,
-    encodeCd({
-      t0sz: 16,
-      irgn0: 1,
-      orgn0: 1,
-      sh0: 3,
-      epd1: true,
-      valid: true,
-      ips: 5,
-      aa64: true,
-      r: true,
-      a: true,
-      aset: true,
-      asid: SCATTERED_ASID,
-      ttb0: l0,
-      mair: 0xf404ff44n,
-    }),
-  );
+  // The CD Linux writes for such a table (4K granule, 48-bit input).
+  writeCd(memory, cd, linuxCd({ inputBits: 48, granuleShift: 12, root: l0 }, SCATTERED_ASID));
   const ste = encodeSte({ valid: true, config: 5, s1ContextPtr: cd, s1cir: 1, s1cor: 1, s1csh: 3 });
   return { memory, words, l0, cd, ste, slots, random };
 }
