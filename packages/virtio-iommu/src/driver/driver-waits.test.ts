@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { RequestType } from '../protocol/constants.js';
 import { encodeFaultReport } from '../protocol/fault.js';
 import { decodeRequest } from '../protocol/requests.js';
-import { VirtioIommuDriver } from './driver.js';
-import { createScriptedIommu, MMIO_BASE, createScriptedDriver as setup } from './testing/scripted-iommu.js';
+import type { VirtioIommuDriver } from './driver.js';
+import { createScriptedDriver as setup } from './testing/scripted-iommu.js';
 
 describe('worker-mode waits', () => {
   it('bounds the waits of a worker-mode driver', () => {
@@ -121,17 +121,8 @@ describe('worker-mode waits', () => {
   });
 
   it('refuses a request submitted while another batch waits, and a throwing wait hook breaks the queue', () => {
-    const s = createScriptedIommu({ answers: false });
     let driver: VirtioIommuDriver | undefined;
-    driver = new VirtioIommuDriver({
-      mmio: s.bus,
-      base: MMIO_BASE,
-      memory: s.memory,
-      allocator: s.allocator,
-      requestQueueSize: 16,
-      eventQueueSize: 4,
-      wait: () => driver!.unmap(2, 0, 0x1000),
-    });
+    ({ driver } = setup({ answers: false }, { wait: () => driver!.unmap(2, 0, 0x1000) }));
     expect(() => driver!.unmap(1, 0, 0x1000)).toThrow(/submitted while another batch waits/);
     expect(() => driver!.unmap(1, 0, 0x1000)).toThrow(/the wait hook threw/);
   });
