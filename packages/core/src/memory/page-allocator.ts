@@ -10,6 +10,13 @@ export const PAGE_SIZE = 0x1000;
 export interface PageAllocator {
   /** Allocates `size` bytes (rounded up to 4 KiB) aligned to `align` (a power of two, at least 4 KiB), zeroed. */
   alloc(size: number, align?: number): number;
+  /**
+   * `true` when this allocator vouches that `alloc` zeroes what it returns, in the guest RAM the
+   * tables are written to. Table builders zero a fresh table page themselves unless this is set
+   * (a defence against allocators that hand out stale pages, where a stale entry would look
+   * valid to a walker); the zeroing is then done once, here, instead of twice.
+   */
+  readonly zeroesPages?: boolean;
   /** Releases an allocation by the address `alloc` returned. */
   free(gpa: number): void;
 }
@@ -27,6 +34,8 @@ export interface PageRegion {
  * with stale contents would hand the walker valid-looking descriptors.
  */
 export class BitmapPageAllocator implements PageAllocator {
+  /** `alloc` zeroes every page it returns, through the memory it was given. */
+  readonly zeroesPages = true;
   private readonly used: Uint8Array;
   private readonly allocations = new Map<number, number>();
   private freePages: number;

@@ -47,10 +47,11 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     readonly cfg: IoPgtableCfg,
     private readonly geometry: LpaeGeometry,
     private readonly pgd: number,
-    pgsizes: readonly number[],
+    /** The page sizes the table uses, or a splitter for them (which tables of one geometry share). */
+    pgsizes: readonly number[] | PgsizeSplitter,
   ) {
     this.memory = cfg.memory;
-    this.splitter = new PgsizeSplitter(pgsizes);
+    this.splitter = pgsizes instanceof PgsizeSplitter ? pgsizes : new PgsizeSplitter(pgsizes);
     this.inputLimit = 2 ** cfg.ias;
     this.outputLimit = 2 ** cfg.oas;
   }
@@ -70,18 +71,13 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     let done = 0;
     try {
       while (done < size) {
+        // Read out at once: the splitter's chunk is shared (and the TLB callbacks run foreign code).
         const chunk = this.splitter.split(iova + done, pa + done, size - done);
-        const level = this.geometry.levelOf(chunk.pgsize);
-        const mapped = this.mapRun(
-          iova + done,
-          pa + done,
-          chunk.pgsize,
-          chunk.count,
-          level,
-          attrs.lo,
-          attrs.hi,
-        );
-        done += mapped * chunk.pgsize;
+        const pgsize = chunk.pgsize;
+        const count = chunk.count;
+        const level = this.geometry.levelOf(pgsize);
+        const mapped = this.mapRun(iova + done, pa + done, pgsize, count, level, attrs.lo, attrs.hi);
+        done += mapped * pgsize;
       }
     } catch (error) {
       // Nothing half-applied: take back what this call installed before failing.
@@ -153,9 +149,11 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
       const off = slot - bank.gpa;
       const lo = bank.view.getUint32(off, true);
       if ((lo & PTE_VALID) === 0) {
-        const next = this.cfg.allocator.alloc(geometry.granule, geometry.granule);
-        // The table is written (all entries invalid) before the descriptor that publishes it.
-        this.memory.fill(next, geometry.granule, 0);
+        const allocator = this.cfg.allocator;
+        const next = allocator.alloc(geometry.granule, geometry.granule);
+        // The table is written (all entries invalid) before the descriptor that publishes it,
+        // by the allocator when it zeroes its pages, else here.
+        if (allocator.zeroesPages !== true) this.memory.fill(next, geometry.granule, 0);
         this.writePte(slot, addrLo(next) | PTE_TYPE_TABLE, addrHi(next));
         table = next;
       } else if ((lo & PTE_TYPE_MASK) === PTE_TYPE_TABLE) {
@@ -199,10 +197,12 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     let done = 0;
     while (done < size) {
       const chunk = this.splitter.split(iova + done, iova + done, size - done);
-      const level = this.geometry.levelOf(chunk.pgsize);
-      const cleared = this.unmapRun(iova + done, chunk.pgsize, chunk.count, level, gather, dryRun);
+      const pgsize = chunk.pgsize;
+      const count = chunk.count;
+      const level = this.geometry.levelOf(pgsize);
+      const cleared = this.unmapRun(iova + done, pgsize, count, level, gather, dryRun);
       if (cleared === 0) break;
-      done += cleared * chunk.pgsize;
+      done += cleared * pgsize;
     }
     return done;
   }

@@ -15,7 +15,10 @@ export class PgsizeSplitter {
   private readonly sizesDesc: number[];
   /** Below this size only the smallest page fits, so no alignment search is needed. */
   private readonly secondPgsize: number;
-  /** Returned by every `split`, so splitting allocates nothing per page. */
+  /**
+   * Returned by every `split`, so splitting allocates nothing per page. Overwritten by the next
+   * call: read it before calling anything else (tables of one geometry share a splitter).
+   */
   private readonly chunk: Chunk = { pgsize: 0, count: 0 };
 
   constructor(pgsizes: readonly number[]) {
