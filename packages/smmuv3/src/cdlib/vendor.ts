@@ -2,10 +2,25 @@
  * The `arm` PASID-table vendor: SMMUv3 Context Descriptor tables built by a guest driver, after
  * the 2021 cd-lib RFC (arm-smmu-v3-cd-lib.c) and today's Linux CD code.
  */
-import { type IoPgtableCfg, type PasidTableCfg, type PasidTableVendor, VmmError } from '@vmmkit/core';
+import {
+  type IoPgtableCfg,
+  type PasidTableCfg,
+  type PasidTableSync,
+  type PasidTableVendor,
+  VmmError,
+} from '@vmmkit/core';
 import { type CdFields, encodeCdWords } from '../codec/cd.js';
-import { allocCdTable, cdAddress, checkS1dss, checkSsid, freeCdTable, layoutOf, S1Dss } from './layout.js';
-import { type CdWriteKind, writeCdWords } from './writer.js';
+import {
+  allocCdTable,
+  cdAddress,
+  checkS1dss,
+  checkSsid,
+  freeCdTable,
+  layoutOf,
+  S1Dss,
+  S1Fmt,
+} from './layout.js';
+import { type CdWriteKind, writeCdWordsSynced } from './writer.js';
 
 /** virtio-iommu table format number of an SMMUv3 CD table (docs/PROTOCOL.md). */
 export const PSTF_ARM_SMMU_V3 = 2;
@@ -63,7 +78,7 @@ function prepareCd(cfg: PasidTableCfg, pgtableCfg: IoPgtableCfg, asid: number): 
   };
 }
 
-function syncOf(cfg: PasidTableCfg): (ssid: number, leaf: boolean) => void {
+function syncOf(cfg: PasidTableCfg): PasidTableSync {
   const sync = cfg.sync;
   if (!sync) {
     throw new VmmError(
@@ -71,24 +86,47 @@ function syncOf(cfg: PasidTableCfg): (ssid: number, leaf: boolean) => void {
       `no sync callback for the ${cfg.format} table of ${cfg.iommuDev.name}: a CD cannot be changed without invalidating the SMMU's copy; pass { sync } to registerPasidTable`,
     );
   }
-  const cookie = cfg.cookie;
-  return (ssid, leaf) => sync(cookie, ssid, leaf);
+  return sync;
 }
+
+/** CD dword 0 bit 31: V. */
+const CD_V = 0x8000_0000;
+
+/**
+ * Encoded CDs waiting to be stored, one per nesting level: a sync runs the consumer's code, which
+ * may write another CD before the outer write has stored all of its own.
+ */
+const targets: Uint32Array[] = [];
+let writesInProgress = 0;
 
 /** Installs, updates or clears (`ctx = null`) the CD of `ssid`; returns what the write had to do. */
 export function writeArmCd(cfg: PasidTableCfg, ssid: number, ctx: ArmCdContext | null): CdWriteKind {
   const layout = layoutOf(cfg);
   checkSsid(cfg, layout, ssid);
   const sync = syncOf(cfg);
-  // Encoded before anything is written, so a bad field leaves the table untouched.
-  const target = ctx === null ? null : encodeCdWords({ ...ctx, valid: true }, new Uint32Array(16));
-  const gpa =
-    ctx === null
-      ? cdAddress(cfg, layout, ssid)
-      : // A fresh leaf is published in its L1 descriptor, whose old invalid copy may be cached.
-        cdAddress(cfg, layout, ssid, () => sync(ssid, false));
-  if (gpa === 0) return 'unchanged';
-  return writeCdWords(cfg.iommuDev.memory, gpa, target, () => sync(ssid, true));
+  writesInProgress++;
+  try {
+    let target: Uint32Array | null = null;
+    if (ctx !== null) {
+      let scratch = targets[writesInProgress - 1];
+      if (scratch === undefined) {
+        scratch = new Uint32Array(16);
+        targets.push(scratch);
+      }
+      // Encoded before anything is written, so a bad field leaves the table untouched.
+      target = encodeCdWords(ctx, scratch);
+      target[0] = (target[0]! | CD_V) >>> 0;
+    }
+    const gpa =
+      ctx === null || layout.s1fmt === S1Fmt.LINEAR
+        ? cdAddress(cfg, layout, ssid)
+        : // A fresh leaf is published in its L1 descriptor, whose old invalid copy may be cached.
+          cdAddress(cfg, layout, ssid, () => sync(cfg.cookie, ssid, false));
+    if (gpa === 0) return 'unchanged';
+    return writeCdWordsSynced(cfg.iommuDev.memory, gpa, target, sync, cfg.cookie, ssid);
+  } finally {
+    writesInProgress--;
+  }
 }
 
 /** ATTACH_TABLE bytes 16..83 for format 2: le16 format, s1fmt, s1dss, le32 s1cdmax, le64 s1contextptr. */

@@ -28,9 +28,39 @@ export function writeCdWords(
   target: Uint32Array | null,
   sync: () => void,
 ): CdWriteKind {
+  return writeCdWordsSynced(memory, gpa, target, callThunk, sync, 0);
+}
+
+function callThunk(sync: () => void): void {
+  sync();
+}
+
+/**
+ * `writeCdWords` with the sync given as a function and its arguments, `sync(cookie, ssid, true)`,
+ * so a writer of many CDs builds no closure per write.
+ */
+export function writeCdWordsSynced<C>(
+  memory: GuestMemory,
+  gpa: number,
+  target: Uint32Array | null,
+  sync: (cookie: C, ssid: number, leaf: true) => void,
+  cookie: C,
+  ssid: number,
+): CdWriteKind {
+  const word0 = memory.readU32(gpa);
+  const live = (word0 & CD_V) !== 0;
+  if (target !== null && !live) {
+    // The install of a CD the SMMU cannot be using: no need to look at the rest.
+    writeWordsDown(memory, gpa, target);
+    sync(cookie, ssid, true);
+    memory.writeU32(gpa, target[0]!);
+    sync(cookie, ssid, true);
+    return 'install';
+  }
+
   const current = new Uint32Array(WORDS);
-  for (let i = 0; i < WORDS; i++) current[i] = memory.readU32(gpa + 4 * i);
-  const live = (current[0]! & CD_V) !== 0;
+  current[0] = word0;
+  for (let i = 1; i < WORDS; i++) current[i] = memory.readU32(gpa + 4 * i);
 
   if (target === null) {
     if (!live && current.every((w) => w === 0)) return 'unchanged';
@@ -39,7 +69,7 @@ export function writeCdWords(
       memory.writeU32(gpa, 0);
       memory.writeU32(gpa + 4, 0);
       current[1] = 0;
-      sync();
+      sync(cookie, ssid, true);
     }
     // The rest is unused once V=0; clear it so a later install starts from zeros.
     let changed = false;
@@ -49,16 +79,8 @@ export function writeCdWords(
         changed = true;
       }
     }
-    if (changed) sync();
+    if (changed) sync(cookie, ssid, true);
     return 'clear';
-  }
-
-  if (!live) {
-    for (let i = WORDS - 1; i >= 1; i--) memory.writeU32(gpa + 4 * i, target[i]!);
-    sync();
-    memory.writeU32(gpa, target[0]!);
-    sync();
-    return 'install';
   }
 
   let differing = 0;
@@ -73,14 +95,27 @@ export function writeCdWords(
   if (differing === 1) {
     // One 32-bit store: the SMMU sees either the old or the new CD, both valid.
     memory.writeU32(gpa + 4 * which, target[which]!);
-    sync();
+    sync(cookie, ssid, true);
     return 'hitless';
   }
   memory.writeU32(gpa, current[0]! & ~CD_V);
-  sync();
-  for (let i = WORDS - 1; i >= 1; i--) memory.writeU32(gpa + 4 * i, target[i]!);
-  sync();
+  sync(cookie, ssid, true);
+  writeWordsDown(memory, gpa, target);
+  sync(cookie, ssid, true);
   memory.writeU32(gpa, target[0]!);
-  sync();
+  sync(cookie, ssid, true);
   return 'breaking';
+}
+
+/** Words 15 down to 1 of `target`, in that order (word 0 holds V and goes last, after a sync). */
+function writeWordsDown(memory: GuestMemory, gpa: number, target: Uint32Array): void {
+  const bank = memory.ramBank(gpa, CD_BYTES, 'write');
+  if (bank === null) {
+    // Across banks, or not RAM: store by store, each one checked.
+    for (let i = WORDS - 1; i >= 1; i--) memory.writeU32(gpa + 4 * i, target[i]!);
+    return;
+  }
+  const view = bank.view;
+  const off = gpa - bank.gpa;
+  for (let i = WORDS - 1; i >= 1; i--) view.setUint32(off + 4 * i, target[i]!, true);
 }

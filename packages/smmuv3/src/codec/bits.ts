@@ -48,11 +48,7 @@ export function setField(
   name: string,
 ): void {
   if (!Number.isSafeInteger(value) || value < 0 || value >= 2 ** width) {
-    throw new VmmError(
-      ErrorCode.ERANGE,
-      `${name} = ${value} does not fit in ${width} bit(s); pass an integer in [0, 2^${width})`,
-      { field: name, value, width },
-    );
+    throw fieldRangeError(name, value, width);
   }
   if (pos >= 32) {
     words[2 * dw + 1] = (words[2 * dw + 1]! | (value << (pos - 32))) >>> 0;
@@ -67,6 +63,15 @@ export function setField(
   const highPart = Math.floor(value / 2 ** lowBits);
   words[2 * dw] = (words[2 * dw]! | (lowPart << pos)) >>> 0;
   words[2 * dw + 1] = (words[2 * dw + 1]! | highPart) >>> 0;
+}
+
+/** The error of a field value that does not fit its `width` bits. */
+export function fieldRangeError(name: string, value: number, width: number): VmmError {
+  return new VmmError(
+    ErrorCode.ERANGE,
+    `${name} = ${value} does not fit in ${width} bit(s); pass an integer in [0, 2^${width})`,
+    { field: name, value, width },
+  );
 }
 
 /** Stores a boolean as one bit. */

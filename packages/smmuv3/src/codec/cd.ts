@@ -7,7 +7,17 @@
  * and dwords 4–7 (AMAIR, IMPLEMENTATION DEFINED, MPAM, VMSPtr) are kept whole.
  */
 import { ErrorCode, VmmError } from '@vmmkit/core';
-import { getDword, getField, getFlag, readWords, setDword, setField, setFlag, writeWords } from './bits.js';
+import {
+  fieldRangeError,
+  getDword,
+  getField,
+  getFlag,
+  readWords,
+  setDword,
+  setField,
+  setFlag,
+  writeWords,
+} from './bits.js';
 
 /** Size of one CD in bytes. */
 export const CD_SIZE = 64;
@@ -208,47 +218,85 @@ const scratchWords = new Uint32Array(16);
  * Encodes a CD into `words` (16 32-bit halves of its eight dwords, little-endian order), the form
  * a writer that stores dword by dword needs; returns `words`. Throws like `encodeCd`, and then
  * `words` holds no valid CD.
+ *
+ * Every CD write of a driver goes through here, so each dword is assembled in locals with one
+ * range check per field (the checks, their order and their errors are those of `setField`)
+ * rather than read-modify-written field by field.
  */
 export function encodeCdWords(fields: Partial<CdFields>, words: Uint32Array): Uint32Array {
   const w = words;
   w.fill(0, 0, 16);
-  setField(w, 0, 0, 6, fields.t0sz ?? 0, 't0sz');
-  setField(w, 0, 6, 2, fields.tg0 ?? 0, 'tg0');
-  setField(w, 0, 8, 2, fields.irgn0 ?? 0, 'irgn0');
-  setField(w, 0, 10, 2, fields.orgn0 ?? 0, 'orgn0');
-  setField(w, 0, 12, 2, fields.sh0 ?? 0, 'sh0');
-  setFlag(w, 0, 14, fields.epd0);
-  setFlag(w, 0, 15, fields.endi);
-  setField(w, 0, 16, 6, fields.t1sz ?? 0, 't1sz');
-  setField(w, 0, 22, 2, fields.tg1 ?? 0, 'tg1');
-  setField(w, 0, 24, 2, fields.irgn1 ?? 0, 'irgn1');
-  setField(w, 0, 26, 2, fields.orgn1 ?? 0, 'orgn1');
-  setField(w, 0, 28, 2, fields.sh1 ?? 0, 'sh1');
-  setFlag(w, 0, 30, fields.epd1);
-  setFlag(w, 0, 31, fields.valid);
-  setField(w, 0, 32, 3, fields.ips ?? 0, 'ips');
-  setFlag(w, 0, 35, fields.affd);
-  setFlag(w, 0, 36, fields.wxn);
-  setFlag(w, 0, 37, fields.uwxn);
-  setFlag(w, 0, 38, fields.tbi0);
-  setFlag(w, 0, 39, fields.tbi1);
-  setFlag(w, 0, 40, fields.pan);
-  setFlag(w, 0, 41, fields.aa64);
-  setFlag(w, 0, 42, fields.hd);
-  setFlag(w, 0, 43, fields.ha);
-  setFlag(w, 0, 44, fields.s);
-  setFlag(w, 0, 45, fields.r);
-  setFlag(w, 0, 46, fields.a);
-  setFlag(w, 0, 47, fields.aset);
-  setField(w, 0, 48, 16, fields.asid ?? 0, 'asid');
+  const lo0 =
+    fieldBits(fields.t0sz, 6, 't0sz') |
+    (fieldBits(fields.tg0, 2, 'tg0') << 6) |
+    (fieldBits(fields.irgn0, 2, 'irgn0') << 8) |
+    (fieldBits(fields.orgn0, 2, 'orgn0') << 10) |
+    (fieldBits(fields.sh0, 2, 'sh0') << 12) |
+    (fields.epd0 ? 1 << 14 : 0) |
+    (fields.endi ? 1 << 15 : 0) |
+    (fieldBits(fields.t1sz, 6, 't1sz') << 16) |
+    (fieldBits(fields.tg1, 2, 'tg1') << 22) |
+    (fieldBits(fields.irgn1, 2, 'irgn1') << 24) |
+    (fieldBits(fields.orgn1, 2, 'orgn1') << 26) |
+    (fieldBits(fields.sh1, 2, 'sh1') << 28) |
+    (fields.epd1 ? 1 << 30 : 0) |
+    (fields.valid ? 1 << 31 : 0);
+  const hi0 =
+    fieldBits(fields.ips, 3, 'ips') |
+    (fields.affd ? 1 << 3 : 0) |
+    (fields.wxn ? 1 << 4 : 0) |
+    (fields.uwxn ? 1 << 5 : 0) |
+    (fields.tbi0 ? 1 << 6 : 0) |
+    (fields.tbi1 ? 1 << 7 : 0) |
+    (fields.pan ? 1 << 8 : 0) |
+    (fields.aa64 ? 1 << 9 : 0) |
+    (fields.hd ? 1 << 10 : 0) |
+    (fields.ha ? 1 << 11 : 0) |
+    (fields.s ? 1 << 12 : 0) |
+    (fields.r ? 1 << 13 : 0) |
+    (fields.a ? 1 << 14 : 0) |
+    (fields.aset ? 1 << 15 : 0) |
+    (fieldBits(fields.asid, 16, 'asid') << 16);
+  w[0] = lo0 >>> 0;
+  w[1] = hi0 >>> 0;
   setTtbDword(w, 1, fields.nscfg0, fields.had0, fields.ttb0, fields.ttb0Res0, 'ttb0');
   setTtbDword(w, 2, fields.nscfg1, fields.had1, fields.ttb1, fields.ttb1Res0, 'ttb1');
-  setDword(w, 3, fields.mair ?? 0n, 'mair');
-  setDword(w, 4, fields.amair ?? 0n, 'amair');
-  setDword(w, 5, fields.implementationDefined ?? 0n, 'implementationDefined');
-  setDword(w, 6, fields.dword6 ?? 0n, 'dword6');
-  setDword(w, 7, fields.dword7 ?? 0n, 'dword7');
+  setWholeDword(w, 3, fields.mair, 'mair');
+  setWholeDword(w, 4, fields.amair, 'amair');
+  setWholeDword(w, 5, fields.implementationDefined, 'implementationDefined');
+  setWholeDword(w, 6, fields.dword6, 'dword6');
+  setWholeDword(w, 7, fields.dword7, 'dword7');
   return w;
+}
+
+/** A field of at most 16 bits, checked as `setField` checks it (a missing field is 0). */
+function fieldBits(value: number | undefined, width: number, name: string): number {
+  const v = value ?? 0;
+  if (!Number.isSafeInteger(v) || v < 0 || v >= 1 << width) throw fieldRangeError(name, v, width);
+  return v;
+}
+
+/**
+ * The last non-zero dword split into halves: a driver writes CD after CD with the same MAIR, and
+ * splitting a bigint allocates.
+ */
+let lastDword = 0n;
+let lastDwordLo = 0;
+let lastDwordHi = 0;
+
+/** `setDword` of a whole-dword field (a missing field is 0), remembering the last split. */
+function setWholeDword(w: Uint32Array, dw: number, value: bigint | undefined, name: string): void {
+  const v = value ?? 0n;
+  if (v === 0n) return;
+  if (v === lastDword) {
+    w[2 * dw] = lastDwordLo;
+    w[2 * dw + 1] = lastDwordHi;
+    return;
+  }
+  setDword(w, dw, v, name);
+  lastDword = v;
+  lastDwordLo = w[2 * dw]!;
+  lastDwordHi = w[2 * dw + 1]!;
 }
 
 /** Decodes the 64-byte CD at `bytes[offset..]`; every bit lands in exactly one field. */
