@@ -64,13 +64,18 @@ export function pickFormat(
   return offered[0]!;
 }
 
-/** The io-pgtable configuration of a table for an endpoint: geometry from PROBE, tables in guest RAM. */
-export function pgtableCfg(
-  driver: VirtioIommuDriver,
+/** The table geometry an endpoint's tables use: PROBE's offer narrowed by the caller's options. */
+export interface PgtableGeometry {
+  ias: number;
+  oas: number;
+  pgsizeBitmap: number;
+}
+
+/** Checks the caller's geometry options against what PROBE offered (`EINVAL` outside it). */
+export function pgtableGeometry(
   description: NestedFormatDescription,
-  tlb: IoPgtableFlushOps,
   options: PgtableGeometryOptions,
-): IoPgtableCfg {
+): PgtableGeometry {
   const offeredSizes = Number(description.pageSizeMask & SAFE_MASK);
   let pgsizeBitmap = offeredSizes;
   if (options.pgsizeBitmap !== undefined) {
@@ -90,10 +95,19 @@ export function pgtableCfg(
       `ias ${ias} must be 1..${description.inputBits} (the endpoint's input bits)`,
     );
   }
+  return { ias, oas: description.outputBits, pgsizeBitmap };
+}
+
+/** The io-pgtable configuration of a table for an endpoint: its geometry, tables in guest RAM. */
+export function pgtableCfg(
+  driver: VirtioIommuDriver,
+  geometry: PgtableGeometry,
+  tlb: IoPgtableFlushOps,
+): IoPgtableCfg {
   return {
-    ias,
-    oas: description.outputBits,
-    pgsizeBitmap,
+    ias: geometry.ias,
+    oas: geometry.oas,
+    pgsizeBitmap: geometry.pgsizeBitmap,
     coherentWalk: true,
     tlb,
     memory: driver.memory,

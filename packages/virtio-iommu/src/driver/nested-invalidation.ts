@@ -7,7 +7,6 @@
 import { createIotlbGather, type IoPgtableFlushOps, type IotlbGather } from '@vmmkit/core';
 import { InvalidateCache, InvalidateFlag, InvalidateGranularity } from '../protocol/constants.js';
 import type { IommuBatch } from './batch.js';
-import type { BatchResult } from './batch-result.js';
 
 /** Whom an invalidation is for: a domain, optionally one PASID, and the ASID of its tables. */
 export interface InvalidationTarget {
@@ -92,11 +91,13 @@ export class InvalidationQueue {
     });
   }
 
-  /** Sends everything queued (one notification per queue-full); throws the first refused request. */
-  flush(): BatchResult {
-    const result = this.batch.submit();
-    result.throwIfFailed();
-    return result;
+  /**
+   * Sends everything queued (one notification per queue-full); throws the first refused request.
+   * Nothing queued sends nothing: most table edits before the first attach queue nothing.
+   */
+  flush(): void {
+    if (this.batch.length === 0) return;
+    this.batch.submitOrThrow();
   }
 
   /**

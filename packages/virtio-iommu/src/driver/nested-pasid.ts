@@ -5,6 +5,7 @@
  * the page-table format come from the container by name.
  */
 import {
+  type IoPgtableFormat,
   type IoPgtableOps,
   type IoPgtableRegistry,
   type NestedFormatDescription,
@@ -17,8 +18,10 @@ import type { VirtioIommuDriver } from './driver.js';
 import { IdAllocator } from './id-allocator.js';
 import {
   NestedTableBase,
+  type PgtableGeometry,
   type PgtableGeometryOptions,
   pgtableCfg,
+  pgtableGeometry,
   pickFormat,
   smallestPage,
 } from './nested-common.js';
@@ -51,6 +54,9 @@ export class NestedPasidDomain extends NestedTableBase {
   readonly cleanupFailures: unknown[] = [];
   private readonly contexts = new Map<number, PasidContext>();
   private readonly asids: IdAllocator | null;
+  /** The io-pgtable format and geometry of every PASID's tables, resolved by the first `addPasid`. */
+  private pgtableFormat: IoPgtableFormat | null = null;
+  private geometry: PgtableGeometry | null = null;
 
   constructor(
     driver: VirtioIommuDriver,
@@ -105,18 +111,12 @@ export class NestedPasidDomain extends NestedTableBase {
         `PASID ${pasid} is outside the endpoint's ${this.description.pasidBits} PASID bits`,
       );
     }
-    const registry = this.driver.container!.get<IoPgtableRegistry>(TOKENS.IoPgtableRegistry);
     const asid = this.asids === null ? 0 : this.asids.alloc();
     const target: InvalidationTarget = { domain: this.domain, pasid, asid };
     let ops: IoPgtableOps | undefined;
     try {
-      const cfg = pgtableCfg(
-        this.driver,
-        this.description,
-        this.invalidations.flushOps(target),
-        this.options,
-      );
-      ops = registry.alloc(this.options.pgtableFormat, cfg, this);
+      const cfg = pgtableCfg(this.driver, this.pgtableGeometry(), this.invalidations.flushOps(target));
+      ops = this.format().alloc(cfg, this);
       const ctx = this.table.prepare(ops.cfg, asid);
       this.table.write(pasid, ctx);
     } catch (error) {
@@ -203,6 +203,19 @@ export class NestedPasidDomain extends NestedTableBase {
     } catch (cleanup) {
       this.cleanupFailures.push(cleanup);
     }
+  }
+
+  private pgtableGeometry(): PgtableGeometry {
+    if (this.geometry === null) this.geometry = pgtableGeometry(this.description, this.options);
+    return this.geometry;
+  }
+
+  private format(): IoPgtableFormat {
+    if (this.pgtableFormat === null) {
+      const registry = this.driver.container!.get<IoPgtableRegistry>(TOKENS.IoPgtableRegistry);
+      this.pgtableFormat = registry.get(this.options.pgtableFormat);
+    }
+    return this.pgtableFormat;
   }
 
   private context(pasid: number): PasidContext {

@@ -8,6 +8,7 @@ import {
   NestedTableBase,
   type PgtableGeometryOptions,
   pgtableCfg,
+  pgtableGeometry,
   pickFormat,
   smallestPage,
 } from './nested-common.js';
@@ -44,7 +45,8 @@ export class NestedPageTableDomain extends NestedTableBase {
     const bits = this.description.asidBits;
     // ASIDs are per domain here: every INVALIDATE names the domain, so one table needs just one.
     this.target = { domain: this.domain, asid: bits > 0 ? 1 : 0 };
-    const cfg = pgtableCfg(this.driver, this.description, this.invalidations.flushOps(this.target), options);
+    const geometry = pgtableGeometry(this.description, options);
+    const cfg = pgtableCfg(this.driver, geometry, this.invalidations.flushOps(this.target));
     this.ops = registry.alloc(format.name, cfg, this);
     try {
       this.descriptor = format.attachDescriptor(this.ops.cfg, this.target.asid);
