@@ -3,6 +3,11 @@ import type { GuestMemory } from './guest-memory.js';
 
 export const PAGE_SIZE = 0x1000;
 
+/** Page states of `BitmapPageAllocator`. */
+const FREE = 0;
+const HEAD = 1;
+const TAIL = 2;
+
 /**
  * Where table memory comes from: guest drivers allocate CD tables and page tables through one
  * of these, so every table lives in guest RAM at a guest-physical address.
@@ -36,8 +41,11 @@ export interface PageRegion {
 export class BitmapPageAllocator implements PageAllocator {
   /** `alloc` zeroes every page it returns, through the memory it was given. */
   readonly zeroesPages = true;
+  /**
+   * Per page: `FREE`, `HEAD` (the first page of an allocation) or `TAIL` (a later one). An
+   * allocation is its head and the tails after it, so `free` needs no map of sizes.
+   */
   private readonly used: Uint8Array;
-  private readonly allocations = new Map<number, number>();
   private freePages: number;
   /** Every page below this index is in use: first fit starts its search here, not at 0. */
   private firstFree = 0;
@@ -86,19 +94,20 @@ export class BitmapPageAllocator implements PageAllocator {
     for (let start = firstAligned + skip; start + pages <= used.length; start += step) {
       let free = true;
       for (let i = start + pages - 1; i >= start; i--) {
-        if (used[i] !== 0) {
+        if (used[i] !== FREE) {
           free = false;
           break;
         }
       }
       if (!free) continue;
-      used.fill(1, start, start + pages);
+      // A loop: the builtin fill costs more than the one or two pages a table takes.
+      used[start] = HEAD;
+      for (let i = start + 1; i < start + pages; i++) used[i] = TAIL;
       this.freePages -= pages;
       let first = this.firstFree;
-      while (first < used.length && used[first] !== 0) first++;
+      while (first < used.length && used[first] !== FREE) first++;
       this.firstFree = first;
       const gpa = base + start * PAGE_SIZE;
-      this.allocations.set(gpa, pages);
       this.memory.fill(gpa, pages * PAGE_SIZE, 0);
       return gpa;
     }
@@ -110,14 +119,15 @@ export class BitmapPageAllocator implements PageAllocator {
   }
 
   free(gpa: number): void {
-    const pages = this.allocations.get(gpa);
-    if (pages === undefined) {
+    const start = (gpa - this.region.base) / PAGE_SIZE;
+    const used = this.used;
+    if (!Number.isInteger(start) || start < 0 || start >= used.length || used[start] !== HEAD) {
       throw new VmmError('ENOENT', `${hex(gpa)} is not the start of a live allocation`, { gpa });
     }
-    this.allocations.delete(gpa);
-    const start = (gpa - this.region.base) / PAGE_SIZE;
-    this.used.fill(0, start, start + pages);
-    this.freePages += pages;
+    used[start] = FREE;
+    let end = start + 1;
+    while (end < used.length && used[end] === TAIL) used[end++] = FREE;
+    this.freePages += end - start;
     if (start < this.firstFree) this.firstFree = start;
   }
 }

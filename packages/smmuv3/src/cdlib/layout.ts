@@ -132,7 +132,8 @@ export function checkS1dss(s1dss: number): void {
 
 /** Rejects an SSID the table cannot hold (Linux answers -E2BIG). */
 export function checkSsid(cfg: PasidTableCfg, layout: ArmCdTableLayout, ssid: number): void {
-  if (!Number.isInteger(ssid) || ssid < 0 || ssid >= 2 ** layout.s1cdmax) {
+  // S1CDMax is at most MAX_SSID_BITS (20): a shift, not a power, on every CD write.
+  if (!Number.isInteger(ssid) || ssid < 0 || ssid >= 1 << layout.s1cdmax) {
     throw new VmmError(
       'ERANGE',
       `SSID ${String(ssid)} is outside the ${cfg.format} table of ${cfg.iommuDev.name} (S1CDMax ${layout.s1cdmax}: 0..${2 ** layout.s1cdmax - 1})`,

@@ -45,7 +45,7 @@ function prepareCd(cfg: PasidTableCfg, pgtableCfg: IoPgtableCfg, asid: number): 
     );
   }
   const asidBits = asidBitsOf(cfg);
-  if (!Number.isInteger(asid) || asid < 0 || asid >= 2 ** asidBits) {
+  if (!Number.isInteger(asid) || asid < 0 || asid >= 1 << asidBits) {
     throw new VmmError(
       'ERANGE',
       `ASID ${String(asid)} does not fit the ${asidBits} ASID bits of ${cfg.iommuDev.name}`,

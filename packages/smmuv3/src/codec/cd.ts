@@ -7,17 +7,7 @@
  * and dwords 4–7 (AMAIR, IMPLEMENTATION DEFINED, MPAM, VMSPtr) are kept whole.
  */
 import { ErrorCode, VmmError } from '@vmmkit/core';
-import {
-  fieldRangeError,
-  getDword,
-  getField,
-  getFlag,
-  readWords,
-  setDword,
-  setField,
-  setFlag,
-  writeWords,
-} from './bits.js';
+import { fieldRangeError, getDword, getField, getFlag, readWords, setDword, writeWords } from './bits.js';
 
 /** Size of one CD in bytes. */
 export const CD_SIZE = 64;
@@ -176,6 +166,10 @@ export function emptyCdFields(): CdFields {
   };
 }
 
+const TWO_POW_28 = 2 ** 28;
+const TWO_POW_48 = 2 ** 48;
+
+/** Dword 1 or 2: NSCFG [0], HAD [1], TTB [51:4], the reserved bits in place. Writes both halves. */
 function setTtbDword(
   words: Uint32Array,
   dw: number,
@@ -197,10 +191,22 @@ function setTtbDword(
       field: name,
     });
   }
-  setDword(words, dw, reserved, `${name}Res0`);
-  setFlag(words, dw, 0, nscfg);
-  setFlag(words, dw, 1, had);
-  setField(words, dw, 4, 48, address / 16, name);
+  // TTB [51:4] as setField stores a 48-bit field at bit 4: 28 bits in the low half, 20 in the high.
+  const field = address / 16;
+  if (!Number.isSafeInteger(field) || field < 0 || field >= TWO_POW_48) {
+    throw fieldRangeError(name, field, 48);
+  }
+  let lo = 0;
+  let hi = 0;
+  if (reserved !== 0n) {
+    setDword(words, dw, reserved, `${name}Res0`);
+    lo = words[2 * dw]!;
+    hi = words[2 * dw + 1]!;
+  }
+  lo |= (nscfg ? 1 : 0) | (had ? 2 : 0) | ((field % TWO_POW_28) << 4);
+  hi |= Math.floor(field / TWO_POW_28);
+  words[2 * dw] = lo >>> 0;
+  words[2 * dw + 1] = hi >>> 0;
 }
 
 /**
@@ -225,7 +231,8 @@ const scratchWords = new Uint32Array(16);
  */
 export function encodeCdWords(fields: Partial<CdFields>, words: Uint32Array): Uint32Array {
   const w = words;
-  w.fill(0, 0, 16);
+  // V clear until the end: if a field throws, `words` holds no valid CD.
+  w[0] = 0;
   const lo0 =
     fieldBits(fields.t0sz, 6, 't0sz') |
     (fieldBits(fields.tg0, 2, 'tg0') << 6) |
@@ -257,8 +264,6 @@ export function encodeCdWords(fields: Partial<CdFields>, words: Uint32Array): Ui
     (fields.a ? 1 << 14 : 0) |
     (fields.aset ? 1 << 15 : 0) |
     (fieldBits(fields.asid, 16, 'asid') << 16);
-  w[0] = lo0 >>> 0;
-  w[1] = hi0 >>> 0;
   setTtbDword(w, 1, fields.nscfg0, fields.had0, fields.ttb0, fields.ttb0Res0, 'ttb0');
   setTtbDword(w, 2, fields.nscfg1, fields.had1, fields.ttb1, fields.ttb1Res0, 'ttb1');
   setWholeDword(w, 3, fields.mair, 'mair');
@@ -266,6 +271,9 @@ export function encodeCdWords(fields: Partial<CdFields>, words: Uint32Array): Ui
   setWholeDword(w, 5, fields.implementationDefined, 'implementationDefined');
   setWholeDword(w, 6, fields.dword6, 'dword6');
   setWholeDword(w, 7, fields.dword7, 'dword7');
+  // Dword 0 last: every word of `words` is written, V with it.
+  w[1] = hi0 >>> 0;
+  w[0] = lo0 >>> 0;
   return w;
 }
 
@@ -287,7 +295,11 @@ let lastDwordHi = 0;
 /** `setDword` of a whole-dword field (a missing field is 0), remembering the last split. */
 function setWholeDword(w: Uint32Array, dw: number, value: bigint | undefined, name: string): void {
   const v = value ?? 0n;
-  if (v === 0n) return;
+  if (v === 0n) {
+    w[2 * dw] = 0;
+    w[2 * dw + 1] = 0;
+    return;
+  }
   if (v === lastDword) {
     w[2 * dw] = lastDwordLo;
     w[2 * dw + 1] = lastDwordHi;

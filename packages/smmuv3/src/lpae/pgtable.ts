@@ -28,6 +28,9 @@ import {
 } from './pte.js';
 import { PgsizeSplitter } from './split.js';
 
+/** `POW2[n]` = 2^n for the address sizes a table can have. */
+const POW2: readonly number[] = Array.from({ length: 53 }, (_, n) => 2 ** n);
+
 export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private readonly memory: GuestMemory;
   private readonly splitter: PgsizeSplitter;
@@ -52,8 +55,9 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
   ) {
     this.memory = cfg.memory;
     this.splitter = pgsizes instanceof PgsizeSplitter ? pgsizes : new PgsizeSplitter(pgsizes);
-    this.inputLimit = 2 ** cfg.ias;
-    this.outputLimit = 2 ** cfg.oas;
+    // Address sizes are at most 48 bits; a table of the lookup, as `2 **` of a variable is a call.
+    this.inputLimit = POW2[cfg.ias] ?? 2 ** cfg.ias;
+    this.outputLimit = POW2[cfg.oas] ?? 2 ** cfg.oas;
   }
 
   map(iova: number, pa: number, size: number, prot: number): void {

@@ -54,6 +54,8 @@ export class NestedPasidDomain extends NestedTableBase {
   readonly cleanupFailures: unknown[] = [];
   private readonly contexts = new Map<number, PasidContext>();
   private readonly asids: IdAllocator | null;
+  /** 2^pasidBits, computed once (`2 **` of a variable is a call). */
+  private readonly pasidLimit: number;
   /** The io-pgtable format and geometry of every PASID's tables, resolved by the first `addPasid`. */
   private pgtableFormat: IoPgtableFormat | null = null;
   private geometry: PgtableGeometry | null = null;
@@ -84,6 +86,7 @@ export class NestedPasidDomain extends NestedTableBase {
       },
     });
     Object.assign(this.table.cfg.vendor, options.vendorConfig ?? {});
+    this.pasidLimit = 2 ** description.pasidBits;
     this.asids = description.asidBits > 0 ? new IdAllocator(1, 2 ** description.asidBits - 1, 'ASID') : null;
   }
 
@@ -104,8 +107,7 @@ export class NestedPasidDomain extends NestedTableBase {
   addPasid(pasid: number): IoPgtableOps {
     if (this.contexts.has(pasid))
       throw new VmmError('EEXIST', `PASID ${pasid} of domain ${this.domain} is already installed`);
-    const limit = 2 ** this.description.pasidBits;
-    if (!Number.isInteger(pasid) || pasid < 0 || pasid >= limit) {
+    if (!Number.isInteger(pasid) || pasid < 0 || pasid >= this.pasidLimit) {
       throw new VmmError(
         'ERANGE',
         `PASID ${pasid} is outside the endpoint's ${this.description.pasidBits} PASID bits`,
