@@ -94,8 +94,8 @@ export function allocCdTable(cfg: PasidTableCfg): void {
   // Naturally aligned, as Linux allocates it (and as S1ContextPtr alignment requires at least 64 B).
   const base = cfg.iommuDev.allocator.alloc(bytes, Math.max(bytes, 0x1000));
   // Every CD (or L1CD) starts invalid, whatever the allocator left there: the SMMU may fetch
-  // any entry as soon as the STE points at the table.
-  cfg.iommuDev.memory.fill(base, bytes, 0);
+  // any entry as soon as the STE points at the table. An allocator that zeroes has done it.
+  if (cfg.iommuDev.allocator.zeroesPages !== true) cfg.iommuDev.memory.fill(base, bytes, 0);
   cfg.base = base;
   cfg.vendor.arm = {
     ...arm,
@@ -159,10 +159,11 @@ export function cdAddress(
   if (leaf === 0) {
     if (!onNewLeaf) return 0;
     const bytes = CTXDESC_L2_ENTRIES * CD_BYTES;
-    leaf = cfg.iommuDev.allocator.alloc(bytes, bytes);
+    const allocator = cfg.iommuDev.allocator;
+    leaf = allocator.alloc(bytes, bytes);
     // The leaf is written (all CDs invalid) before its L1 descriptor publishes it, whatever the
-    // allocator left there (Linux: a zeroed dma_alloc_coherent block).
-    cfg.iommuDev.memory.fill(leaf, bytes, 0);
+    // allocator left there (Linux: a zeroed dma_alloc_coherent block), unless the allocator zeroes.
+    if (allocator.zeroesPages !== true) cfg.iommuDev.memory.fill(leaf, bytes, 0);
     layout.leaves[l1] = leaf;
     // L1CD: V [0], L2Ptr [51:12]. The high half first, so V never pairs with a stale pointer.
     const desc = cfg.base + l1 * L1_DESC_BYTES;

@@ -26,14 +26,13 @@ import {
   protToPte,
   pteAddr,
 } from './pte.js';
-import { PgsizeSplitter } from './split.js';
+import type { PgsizeSplitter } from './split.js';
 
 /** `POW2[n]` = 2^n for the address sizes a table can have. */
 const POW2: readonly number[] = Array.from({ length: 53 }, (_, n) => 2 ** n);
 
 export class ArmLpaeS1Pgtable implements IoPgtableOps {
   private readonly memory: GuestMemory;
-  private readonly splitter: PgsizeSplitter;
   private readonly inputLimit: number;
   private readonly outputLimit: number;
   private freed = false;
@@ -50,11 +49,10 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     readonly cfg: IoPgtableCfg,
     private readonly geometry: LpaeGeometry,
     private readonly pgd: number,
-    /** The page sizes the table uses, or a splitter for them (which tables of one geometry share). */
-    pgsizes: readonly number[] | PgsizeSplitter,
+    /** Splits ranges into the page sizes the table uses (tables of one geometry share one). */
+    private readonly splitter: PgsizeSplitter,
   ) {
     this.memory = cfg.memory;
-    this.splitter = pgsizes instanceof PgsizeSplitter ? pgsizes : new PgsizeSplitter(pgsizes);
     // Address sizes are at most 48 bits; a table of the lookup, as `2 **` of a variable is a call.
     this.inputLimit = POW2[cfg.ias] ?? 2 ** cfg.ias;
     this.outputLimit = POW2[cfg.oas] ?? 2 ** cfg.oas;
