@@ -186,7 +186,8 @@ function setTtbDword(
     });
   }
   const address = ttb ?? 0;
-  if (address % 16 !== 0) {
+  // Not `address % 16`: table addresses are above 2^31, and `%` of doubles is a call to fmod.
+  if (address - Math.floor(address / 16) * 16 !== 0) {
     throw new VmmError(ErrorCode.ERANGE, `${name} = ${address} must be 16-byte aligned (field [51:4])`, {
       field: name,
     });
@@ -203,8 +204,9 @@ function setTtbDword(
     lo = words[2 * dw]!;
     hi = words[2 * dw + 1]!;
   }
-  lo |= (nscfg ? 1 : 0) | (had ? 2 : 0) | ((field % TWO_POW_28) << 4);
-  hi |= Math.floor(field / TWO_POW_28);
+  const high = Math.floor(field / TWO_POW_28);
+  lo |= (nscfg ? 1 : 0) | (had ? 2 : 0) | ((field - high * TWO_POW_28) << 4);
+  hi |= high;
   words[2 * dw] = lo >>> 0;
   words[2 * dw + 1] = hi >>> 0;
 }

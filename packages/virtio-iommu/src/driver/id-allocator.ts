@@ -1,12 +1,20 @@
 import { VmmError } from '@vmmkit/core';
 
+/** Ranges up to this many IDs keep a byte per ID (64 KiB at most) instead of a Set. */
+const BITMAP_MAX = 1 << 16;
+
 /**
  * Hands out integer IDs from an inclusive range (Linux `ida_alloc_range`): domain IDs within
  * `domain_range`, ASIDs within [1, 2^asid_bits). A cursor makes allocation O(1) while the range
- * is not exhausted; a full search is bounded by the number of IDs in use.
+ * is not exhausted; a full search is bounded by the number of IDs in use. A small range (ASIDs)
+ * is a byte map: a nested attach allocates an ASID per PASID, and a Set costs several times more.
  */
 export class IdAllocator {
-  private readonly used = new Set<number>();
+  /** Byte `id - start` is 1 when `id` is in use (small ranges). */
+  private readonly map: Uint8Array | null;
+  /** IDs in use (large ranges). */
+  private readonly used: Set<number> | null;
+  private count = 0;
   private cursor: number;
 
   constructor(
@@ -18,6 +26,9 @@ export class IdAllocator {
       throw new VmmError('EINVAL', `${what} range [${start}, ${end}] is empty or not integral`);
     }
     this.cursor = start;
+    const size = end - start + 1;
+    this.map = size <= BITMAP_MAX ? new Uint8Array(size) : null;
+    this.used = this.map === null ? new Set<number>() : null;
   }
 
   get size(): number {
@@ -25,19 +36,19 @@ export class IdAllocator {
   }
 
   get inUse(): number {
-    return this.used.size;
+    return this.count;
   }
 
   alloc(): number {
-    if (this.used.size >= this.size) {
+    if (this.count >= this.size) {
       throw new VmmError('ENOMEM', `every ${this.what} in [${this.start}, ${this.end}] is in use`);
     }
-    // At most used.size + 1 probes: each taken ID is skipped once.
-    for (let tries = 0; tries <= this.used.size; tries++) {
+    // At most count + 1 probes: each taken ID is skipped once.
+    for (let tries = 0; tries <= this.count; tries++) {
       const id = this.cursor;
       this.cursor = id === this.end ? this.start : id + 1;
-      if (!this.used.has(id)) {
-        this.used.add(id);
+      if (!this.has(id)) {
+        this.take(id);
         return id;
       }
     }
@@ -49,15 +60,26 @@ export class IdAllocator {
     if (!Number.isInteger(id) || id < this.start || id > this.end) {
       throw new VmmError('ERANGE', `${this.what} ${id} is outside [${this.start}, ${this.end}]`);
     }
-    if (this.used.has(id)) throw new VmmError('EEXIST', `${this.what} ${id} is already in use`);
-    this.used.add(id);
+    if (this.has(id)) throw new VmmError('EEXIST', `${this.what} ${id} is already in use`);
+    this.take(id);
   }
 
   free(id: number): void {
-    this.used.delete(id);
+    if (!this.has(id)) return;
+    if (this.map !== null) this.map[id - this.start] = 0;
+    else this.used!.delete(id);
+    this.count--;
   }
 
   has(id: number): boolean {
-    return this.used.has(id);
+    if (this.map === null) return this.used!.has(id);
+    // Anything outside the range (or not an integer) was never taken.
+    return Number.isInteger(id) && id >= this.start && id <= this.end && this.map[id - this.start] === 1;
+  }
+
+  private take(id: number): void {
+    if (this.map !== null) this.map[id - this.start] = 1;
+    else this.used!.add(id);
+    this.count++;
   }
 }
