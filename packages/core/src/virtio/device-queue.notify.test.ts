@@ -79,6 +79,29 @@ describe('DeviceQueue notifications (virtio 1.2 §2.7.7, §2.7.10)', () => {
     expect(mock.usedFlags).toBe(0);
   });
 
+  it('holdNotifications keeps kicks suppressed whatever the device asks, and the release applies its choice', () => {
+    const plain = setup();
+    plain.queue.holdNotifications(true);
+    expect(plain.mock.usedFlags).toBe(1);
+    plain.queue.enableNotifications(true);
+    expect(plain.mock.usedFlags).toBe(1);
+    plain.queue.holdNotifications(false);
+    expect(plain.mock.usedFlags).toBe(0);
+
+    const { mock, queue } = setup(8, { eventIdx: true });
+    queue.holdNotifications(true);
+    pushOne(mock, queue);
+    // Drained, but avail_event stays where it was: the driver is not asked to notify.
+    expect(queue.pop()).toBeNull();
+    queue.enableNotifications(true);
+    expect(mock.availEvent).toBe(0);
+    mock.addChain([{ addr: BUF, len: 4 }]);
+    queue.holdNotifications(false);
+    expect(mock.availEvent).toBe(1);
+    // The buffer added under the hold raised no notification: the caller looks again.
+    expect(queue.hasAvailable()).toBe(true);
+  });
+
   it('with EVENT_IDX: finds an entry added while it re-armed the notification', () => {
     const { mock, queue } = setup(8, { eventIdx: true });
     mock.addChain([{ addr: BUF, len: 4 }]);

@@ -98,6 +98,8 @@ export class DeviceQueue implements DeviceQueueApi {
   /** Chains popped and not yet returned. */
   private inFlight = 0;
   private notificationsOn = true;
+  /** Notifications held off by a polling host, whatever the device asks (`holdNotifications`). */
+  private held = false;
   /** Last value written to avail_event (-1: none), to skip redundant stores. */
   private availEventPublished = -1;
   private brokenReason: string | null = null;
@@ -194,7 +196,12 @@ export class DeviceQueue implements DeviceQueueApi {
     if (this.brokenReason !== null) return null;
     let availIdx = this.avail.loadU16(AVAIL_IDX);
     if (availIdx === this.lastAvail) {
-      if (!this.features.eventIdx || !this.notificationsOn || this.availEventPublished === this.lastAvail)
+      if (
+        !this.features.eventIdx ||
+        !this.notificationsOn ||
+        this.held ||
+        this.availEventPublished === this.lastAvail
+      )
         return null;
       // virtio 1.2 §2.7.10: drained, so ask to be notified about the next entry, then look
       // again in case the driver added one before it could see that (the atomic store and load
@@ -400,6 +407,23 @@ export class DeviceQueue implements DeviceQueueApi {
   enableNotifications(enable: boolean): void {
     if (this.brokenReason !== null) return;
     this.notificationsOn = enable;
+    this.applyNotifications();
+  }
+
+  /**
+   * While a host thread polls this queue (busy polling), available-buffer notifications stay
+   * suppressed whatever `enableNotifications` asks; releasing the hold applies the device's own
+   * choice again. After releasing, the caller must look at the ring once more (`hasAvailable`):
+   * a buffer made available before the release raised no notification (virtio 1.2 §2.7.10).
+   */
+  holdNotifications(hold: boolean): void {
+    if (this.brokenReason !== null) return;
+    this.held = hold;
+    this.applyNotifications();
+  }
+
+  private applyNotifications(): void {
+    const enable = this.notificationsOn && !this.held;
     if (this.features.eventIdx) {
       // virtio 1.2 §2.7.10: with EVENT_IDX the used flags stay 0; avail_event says from where on
       // a notification is wanted. Disabling simply stops moving it forward.

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MockSplitQueue } from '../testing/index.js';
 import { VirtioMmioReg as Reg, VIRTIO_MMIO_MAGIC } from './mmio-registers.js';
 import {
   ACK,
@@ -290,6 +291,39 @@ describe('virtio-mmio notifications, interrupts and reset', () => {
     s.w(Reg.QUEUE_NOTIFY, 1);
     s.w(Reg.QUEUE_NOTIFY, 0xffff_ffff);
     expect(s.device.notifications).toEqual([0]);
+  });
+
+  it('while a host polls, holds the notifications of a notified busy-poll queue and runs the device from poll()', () => {
+    const s = setup();
+    Object.defineProperty(s.device, 'busyPollQueues', { value: [0] });
+    const mock = new MockSplitQueue(s.memory, RAM + 0x1000, 8);
+    const { descTable, availRing, usedRing } = mock.layout;
+    const buffer = [{ addr: RAM + 0x8_0000, len: 4 }];
+    negotiate(s, V1 | featureBit(VirtioFeature.EVENT_IDX));
+    s.w(Reg.QUEUE_SEL, 0);
+    s.w(Reg.QUEUE_NUM, 8);
+    s.w(Reg.QUEUE_DESC_LOW, descTable);
+    s.w(Reg.QUEUE_DRIVER_LOW, availRing);
+    s.w(Reg.QUEUE_DEVICE_LOW, usedRing);
+    s.w(Reg.QUEUE_READY, 1);
+    s.w(Reg.STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK);
+    expect(s.transport.poll()).toBe(0);
+    s.transport.startPolling();
+    mock.addChain(buffer);
+    s.w(Reg.QUEUE_NOTIFY, 0);
+    expect(s.device.notifications).toEqual([0]);
+    // Drained, yet avail_event did not move on: the driver is not asked to notify again.
+    expect(mock.availEvent).toBe(0);
+    mock.addChain(buffer);
+    expect(s.transport.poll()).toBe(1);
+    expect(s.transport.poll()).toBe(0);
+    mock.addChain(buffer);
+    // Stopping re-arms avail_event, then finds the buffer added while notifications were held.
+    expect(s.transport.stopPolling()).toBe(1);
+    expect(mock.availEvent).toBe(3);
+    mock.addChain(buffer);
+    expect(s.transport.poll()).toBe(0);
+    expect(s.device.notifications).toEqual([0, 0, 0]);
   });
 
   it('sets InterruptStatus bits until acknowledged and lowers the line when none remain', () => {

@@ -57,6 +57,10 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   private queues: (DeviceQueue | undefined)[] = [];
   /** Bumped on reset, so callbacks of an earlier activation are ignored. */
   private epoch = 0;
+  /** Whether a host thread is polling (`startPolling` … `stopPolling`). */
+  private polling = false;
+  /** Queues notified while the host polls: their notifications are held off, the host watches them. */
+  private polled: number[] = [];
 
   constructor(device: VirtioDevice<DeviceQueue>, options: VirtioMmioTransportOptions) {
     super();
@@ -275,7 +279,71 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     // virtio 1.2 §2.1.2 / §3.1: notifications only mean something once the device is live.
     if ((this.statusReg & DeviceStatus.DRIVER_OK) === 0) return;
     if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return;
-    if (this.queues[index] === undefined) return;
+    const queue = this.queues[index];
+    if (queue === undefined) return;
+    if (this.polling && !this.polled.includes(index) && this.device.busyPollQueues?.includes(index)) {
+      // The host polls from now on: the driver need not notify this queue until it stops.
+      queue.holdNotifications(true);
+      this.polled.push(index);
+    }
+    this.notifyDevice(index);
+  }
+
+  startPolling(): void {
+    this.polling = true;
+  }
+
+  /**
+   * One turn of a polling host: runs the device for every watched queue with buffers
+   * available (notifications held off, so the driver did not notify). Returns the chains the
+   * device took.
+   */
+  poll(): number {
+    const polled = this.polled;
+    if (polled.length === 0 || !this.live()) return 0;
+    let done = 0;
+    for (let i = 0; i < polled.length; i++) {
+      const index = polled[i]!;
+      const queue = this.queues[index];
+      if (queue === undefined || !queue.hasAvailable()) continue;
+      const before = queue.nextAvailIndex;
+      this.notifyDevice(index);
+      done += (queue.nextAvailIndex - before) & 0xffff;
+    }
+    return done;
+  }
+
+  /**
+   * The host stops polling: notifications go back to what the device asks, then each watched
+   * queue is looked at once more, since a buffer made available before that raised no
+   * notification (virtio 1.2 §2.7.10). Returns the chains the device took.
+   */
+  stopPolling(): number {
+    this.polling = false;
+    if (this.polled.length === 0) return 0;
+    const polled = this.polled;
+    this.polled = [];
+    for (const index of polled) this.queues[index]?.holdNotifications(false);
+    if (!this.live()) return 0;
+    let done = 0;
+    for (const index of polled) {
+      const queue = this.queues[index];
+      if (queue === undefined || !queue.hasAvailable()) continue;
+      const before = queue.nextAvailIndex;
+      this.notifyDevice(index);
+      done += (queue.nextAvailIndex - before) & 0xffff;
+    }
+    return done;
+  }
+
+  /** virtio 1.2 §2.1.2 / §3.1: the device runs only between DRIVER_OK and a reset or NEEDS_RESET. */
+  private live(): boolean {
+    return (
+      (this.statusReg & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) === DeviceStatus.DRIVER_OK
+    );
+  }
+
+  private notifyDevice(index: number): void {
     try {
       this.device.notify(index);
     } catch (error) {
@@ -388,6 +456,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     this.epoch++;
     for (const queue of this.queues) queue?.dispose();
     this.queues = [];
+    this.polled = [];
     for (const q of this.queueRegs) q.clear();
     this.statusReg = 0;
     this.deviceFeaturesSel = 0;

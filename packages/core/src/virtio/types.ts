@@ -94,6 +94,13 @@ export interface VirtioDevice<Q = unknown> {
   activate(activation: VirtioActivation<Q>): void;
   /** The driver notified queue `queueIndex` (QueueNotify). */
   notify(queueIndex: number): void;
+  /**
+   * Queues a polling host may watch instead of waiting for their notifications: queues whose
+   * available buffers are all work the device does at `notify` (a request queue, not a queue of
+   * buffers the device fills later). The transport then keeps their notifications suppressed
+   * while the host polls.
+   */
+  readonly busyPollQueues?: readonly number[];
   /** Device reset: drop all state that the driver set up. */
   reset(): void;
 }
@@ -105,6 +112,15 @@ export interface MmioHandler {
   readonly size: number;
   read(offset: number, size: 1 | 2 | 4 | 8): number;
   write(offset: number, size: 1 | 2 | 4 | 8, value: number): void;
+  /**
+   * Optional busy polling, for a host thread that spins between exits anyway (vhost's
+   * busy_poll): `startPolling` says the host is polling from now on, `poll` is called on every
+   * turn of its loop and returns how much work it found, `stopPolling` is called before the host
+   * blocks and returns the work that arrived meanwhile (the host then stays awake).
+   */
+  startPolling?(): void;
+  poll?(): number;
+  stopPolling?(): number;
 }
 
 /** Guest-side MMIO accessors (the guest runtime routes them to the bus, inline or through a vCPU exit). */

@@ -51,6 +51,8 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
   readonly queueMaxSizes: readonly number[];
   readonly deviceFeatures: bigint;
   readonly configSize = CONFIG_SIZE;
+  /** Every buffer of the request queue is a request to handle now: a polling host may watch it. */
+  readonly busyPollQueues: readonly number[] = [RequestQueue];
   private config: ResolvedOptions;
   private readonly input: VirtioIommuDeviceOptions;
   private readonly endpointList: Endpoint[];

@@ -1,3 +1,4 @@
+import type { MmioHandler } from '@vmmkit/core';
 import type { MmioBus, MmioSize } from '../bus/mmio-bus.js';
 import { waitAsync } from './atomics.js';
 import * as P from './exit-protocol.js';
@@ -25,6 +26,8 @@ const BATCH_BEFORE_YIELD = 4096;
 export class ExitServer {
   private readonly ctrl: Int32Array;
   private slots: Int32Array[] = [];
+  /** Handlers the loop busy-polls while it spins (virtio-mmio transports: their request queues). */
+  private pollers: MmioHandler[] = [];
   private running = false;
   private loop: Promise<void> | null = null;
   exitsServed = 0;
@@ -51,6 +54,7 @@ export class ExitServer {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.pollers = this.bus.windows.map((w) => w.handler).filter((h) => h.poll !== undefined);
     this.loop = this.serve();
   }
 
@@ -64,11 +68,18 @@ export class ExitServer {
     this.loop = null;
   }
 
-  /** Serves everything pending on every slot once; returns how many items were served. */
+  /**
+   * Serves everything pending once: posted doorbells, then the polled devices, then exits — so
+   * an exit sees the effect of everything its vCPU posted or queued before it. Returns how many
+   * items were served.
+   */
   poll(): number {
     let served = 0;
-    for (const slot of this.slots) {
-      served += this.drainDoorbells(slot);
+    const slots = this.slots;
+    for (let i = 0; i < slots.length; i++) served += this.drainDoorbells(slots[i]!);
+    served += this.pollDevices();
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
       if (Atomics.load(slot, SLOT_STATE) === STATE_REQUEST) {
         this.serveExit(slot);
         served++;
@@ -77,9 +88,33 @@ export class ExitServer {
     return served;
   }
 
+  private pollDevices(): number {
+    const pollers = this.pollers;
+    let served = 0;
+    for (let i = 0; i < pollers.length; i++) served += pollers[i]!.poll!();
+    return served;
+  }
+
+  /**
+   * Busy polling (vhost's busy_poll): while the loop is awake, a virtio device keeps the
+   * notifications of its request queues suppressed and the loop watches the rings itself, so
+   * a driver adds requests without a QueueNotify doorbell. Before blocking, the loop hands the
+   * queues back to notifications; what arrived meanwhile is served and keeps it awake.
+   */
+  private startPolling(): void {
+    for (const poller of this.pollers) poller.startPolling?.();
+  }
+
+  private stopPolling(): number {
+    let served = 0;
+    for (const poller of this.pollers) served += poller.stopPolling?.() ?? 0;
+    return served;
+  }
+
   private async serve(): Promise<void> {
     const ctrl = this.ctrl;
     let sinceYield = 0;
+    this.startPolling();
     while (this.running) {
       const seen = Atomics.load(ctrl, CTRL_WAKE);
       const served = this.poll();
@@ -97,12 +132,25 @@ export class ExitServer {
           changed = true;
           break;
         }
+        const polled = this.pollDevices();
+        if (polled > 0) {
+          sinceYield += polled;
+          changed = true;
+          break;
+        }
       }
       if (changed) continue;
+      // About to block: the polled queues go back to notifications first.
+      if (this.stopPolling() > 0) {
+        this.startPolling();
+        continue;
+      }
       sinceYield = 0;
       const waiting = waitAsync(ctrl, CTRL_WAKE, seen);
       if (waiting.async) await waiting.value;
+      this.startPolling();
     }
+    this.stopPolling();
   }
 
   private drainDoorbells(slot: Int32Array): number {
