@@ -133,7 +133,7 @@ export abstract class NestedTableBase {
     readonly domain: number,
     readonly description: NestedFormatDescription,
   ) {
-    this.invalidations = new InvalidationQueue(driver.batch(), () => this.attached.size > 0);
+    this.invalidations = new InvalidationQueue(driver, () => this.attached.size > 0);
   }
 
   /** Endpoints attached to this table. */

@@ -22,18 +22,23 @@ export interface InvalidationTarget {
  * S_NOENT for an unknown domain).
  */
 export class InvalidationQueue {
-  private readonly batch: IommuBatch;
+  /** Made by the first request queued: many domains are built and torn down without one. */
+  private queued: IommuBatch | null = null;
 
   constructor(
-    batch: IommuBatch,
+    /** Where batches come from (the driver). */
+    private readonly source: { batch(): IommuBatch },
     /** Whether the domain exists on the device (at least one endpoint attached). */
     private readonly live: () => boolean,
-  ) {
-    this.batch = batch;
-  }
+  ) {}
 
   get pending(): number {
-    return this.batch.length;
+    return this.queued === null ? 0 : this.queued.length;
+  }
+
+  private get batch(): IommuBatch {
+    if (this.queued === null) this.queued = this.source.batch();
+    return this.queued;
   }
 
   /** Every cached translation of the target's tables: its PASID (or the whole domain) in the IOTLB. */
@@ -96,7 +101,7 @@ export class InvalidationQueue {
    * Nothing queued sends nothing: most table edits before the first attach queue nothing.
    */
   flush(): void {
-    if (this.batch.length === 0) return;
+    if (this.pending === 0) return;
     this.batch.submitOrThrow();
   }
 
