@@ -2,6 +2,8 @@ import { VmmError } from '@vmmkit/core';
 
 /** Ranges up to this many IDs keep a byte per ID (64 KiB at most) instead of a Set. */
 const BITMAP_MAX = 1 << 16;
+/** Bytes the map starts with; it doubles when an ID beyond it is taken. */
+const BITMAP_INITIAL = 1024;
 
 /**
  * Hands out integer IDs from an inclusive range (Linux `ida_alloc_range`): domain IDs within
@@ -10,8 +12,8 @@ const BITMAP_MAX = 1 << 16;
  * is a byte map: a nested attach allocates an ASID per PASID, and a Set costs several times more.
  */
 export class IdAllocator {
-  /** Byte `id - start` is 1 when `id` is in use (small ranges). */
-  private readonly map: Uint8Array | null;
+  /** Byte `id - start` is 1 when `id` is in use (small ranges); IDs beyond its length are free. */
+  private map: Uint8Array | null;
   /** IDs in use (large ranges). */
   private readonly used: Set<number> | null;
   private count = 0;
@@ -27,7 +29,7 @@ export class IdAllocator {
     }
     this.cursor = start;
     const size = end - start + 1;
-    this.map = size <= BITMAP_MAX ? new Uint8Array(size) : null;
+    this.map = size <= BITMAP_MAX ? new Uint8Array(Math.min(size, BITMAP_INITIAL)) : null;
     this.used = this.map === null ? new Set<number>() : null;
   }
 
@@ -66,20 +68,34 @@ export class IdAllocator {
 
   free(id: number): void {
     if (!this.has(id)) return;
+    // `has` said the ID is in the map, so its index is within it.
     if (this.map !== null) this.map[id - this.start] = 0;
     else this.used!.delete(id);
     this.count--;
   }
 
   has(id: number): boolean {
-    if (this.map === null) return this.used!.has(id);
-    // Anything outside the range (or not an integer) was never taken.
-    return Number.isInteger(id) && id >= this.start && id <= this.end && this.map[id - this.start] === 1;
+    const map = this.map;
+    if (map === null) return this.used!.has(id);
+    // Anything outside the range (or not an integer) was never taken, nor anything past the map.
+    if (!Number.isInteger(id) || id < this.start || id > this.end) return false;
+    const index = id - this.start;
+    return index < map.length && map[index] === 1;
   }
 
   private take(id: number): void {
-    if (this.map !== null) this.map[id - this.start] = 1;
-    else this.used!.add(id);
+    let map = this.map;
+    if (map === null) this.used!.add(id);
+    else {
+      const index = id - this.start;
+      if (index >= map.length) {
+        const grown = new Uint8Array(Math.min(Math.max(map.length * 2, index + 1), this.size));
+        grown.set(map);
+        map = grown;
+        this.map = grown;
+      }
+      map[index] = 1;
+    }
     this.count++;
   }
 }
