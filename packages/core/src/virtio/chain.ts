@@ -1,3 +1,4 @@
+import type { MemoryBank } from '../memory/bank.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DescriptorChain } from './queue-api.js';
 import type { Segment } from './types.js';
@@ -22,6 +23,11 @@ export class ReusableChain implements DescriptorChain {
   readonly writable: Segment[];
   writableCount = 0;
   writableLength = 0;
+  /** 32-bit views of the bank and the caller's buffer of the last small copy (kept while they stay the same). */
+  private wordBank: MemoryBank | null = null;
+  private bankWords: Int32Array | null = null;
+  private wordData: Uint8Array | null = null;
+  private dataWords: Int32Array | null = null;
 
   constructor(
     private readonly memory: GuestMemory,
@@ -99,7 +105,16 @@ export class ReusableChain implements DescriptorChain {
       if (bank !== null && n <= SMALL_COPY) {
         const bytes = bank.bytes;
         const at = gpa - bank.gpa;
-        if (toGuest) for (let k = 0; k < n; k++) bytes[at + k] = data[done + k]!;
+        if (((at | n | done) & 3) === 0 && this.wordViews(bank, data)) {
+          // Requests and their tails are whole 32-bit words: a quarter of the iterations.
+          const words = this.bankWords!;
+          const dataWords = this.dataWords!;
+          const w = at >>> 2;
+          const d = done >>> 2;
+          const count = n >>> 2;
+          if (toGuest) for (let k = 0; k < count; k++) words[w + k] = dataWords[d + k]!;
+          else for (let k = 0; k < count; k++) dataWords[d + k] = words[w + k]!;
+        } else if (toGuest) for (let k = 0; k < n; k++) bytes[at + k] = data[done + k]!;
         else for (let k = 0; k < n; k++) data[done + k] = bytes[at + k]!;
       } else if (toGuest) {
         memory.write(gpa, data.subarray(done, done + n));
@@ -110,6 +125,32 @@ export class ReusableChain implements DescriptorChain {
     }
     return done;
   }
+
+  /** Drops the word view of a bank that was unplugged (so the chain does not keep its memory alive). */
+  forgetBank(bank: MemoryBank): void {
+    if (bank !== this.wordBank) return;
+    this.wordBank = null;
+    this.bankWords = null;
+  }
+
+  /** Makes `bankWords` / `dataWords` the 32-bit views of `bank` and `data`; false where one is unaligned. */
+  private wordViews(bank: MemoryBank, data: Uint8Array): boolean {
+    if (bank !== this.wordBank) {
+      this.wordBank = bank;
+      this.bankWords = wordView(bank.bytes);
+    }
+    if (data !== this.wordData) {
+      this.wordData = data;
+      this.dataWords = wordView(data);
+    }
+    return this.bankWords !== null && this.dataWords !== null;
+  }
+}
+
+function wordView(bytes: Uint8Array): Int32Array | null {
+  return bytes.byteOffset % 4 === 0
+    ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2)
+    : null;
 }
 
 function makeSegments(count: number): Segment[] {

@@ -143,6 +143,7 @@ export class DeviceQueue implements DeviceQueueApi {
     this.okResult = { ok: true, chain: this.chain };
     // A ring whose bank is unplugged must not be touched again (the views would outlive the bank).
     this.onBankRemoved = (bank) => {
+      this.chain.forgetBank(bank);
       if (bank === desc.bank || bank === avail.bank || bank === used.bank) {
         this.markBroken(`the RAM bank at ${hex(bank.gpa)} holding the ring was removed`);
       }

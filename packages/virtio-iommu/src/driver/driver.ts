@@ -336,9 +336,10 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
     iova: bigint | number,
     phys: bigint | number,
     size: bigint | number,
-    prot: { read?: boolean; write?: boolean; mmio?: boolean } = { read: true, write: true },
+    prot?: { read?: boolean; write?: boolean; mmio?: boolean },
   ): void {
-    this.single().map(domain, iova, phys, size, mapFlags(prot)).submitOrThrow();
+    const flags = prot === undefined ? MapFlag.READ | MapFlag.WRITE : mapFlags(prot);
+    this.single().map(domain, iova, phys, size, flags).submitOrThrow();
   }
 
   /** UNMAP a range; throws the typed error of a refused request. */
