@@ -179,8 +179,9 @@ function setTtbDword(
   res0: bigint | undefined,
   name: string,
 ): void {
-  const reserved = res0 ?? 0n;
-  if (reserved !== 0n && (reserved & ~CD_TTB_RES0_MASK) !== 0n) {
+  // A missing field is 0, tested before any bigint operation (each one is a builtin call).
+  const hasReserved = res0 !== undefined && res0 !== null && res0 !== 0n;
+  if (hasReserved && (res0 & ~CD_TTB_RES0_MASK) !== 0n) {
     throw new VmmError(ErrorCode.ERANGE, `${name}Res0 may only hold bits [3:2] and [63:52] of its dword`, {
       field: `${name}Res0`,
     });
@@ -199,8 +200,8 @@ function setTtbDword(
   }
   let lo = 0;
   let hi = 0;
-  if (reserved !== 0n) {
-    setDword(words, dw, reserved, `${name}Res0`);
+  if (hasReserved) {
+    setDword(words, dw, res0, `${name}Res0`);
     lo = words[2 * dw]!;
     hi = words[2 * dw + 1]!;
   }
@@ -296,19 +297,19 @@ let lastDwordHi = 0;
 
 /** `setDword` of a whole-dword field (a missing field is 0), remembering the last split. */
 function setWholeDword(w: Uint32Array, dw: number, value: bigint | undefined, name: string): void {
-  const v = value ?? 0n;
-  if (v === 0n) {
+  // A missing field is 0, tested before any bigint comparison (each one is a builtin call).
+  if (value === undefined || value === null) {
     w[2 * dw] = 0;
     w[2 * dw + 1] = 0;
     return;
   }
-  if (v === lastDword) {
+  if (value === lastDword) {
     w[2 * dw] = lastDwordLo;
     w[2 * dw + 1] = lastDwordHi;
     return;
   }
-  setDword(w, dw, v, name);
-  lastDword = v;
+  setDword(w, dw, value, name);
+  lastDword = value;
   lastDwordLo = w[2 * dw]!;
   lastDwordHi = w[2 * dw + 1]!;
 }
