@@ -23,11 +23,17 @@ export class ReusableChain implements DescriptorChain {
   readonly writable: Segment[];
   writableCount = 0;
   writableLength = 0;
-  /** 32-bit views of the bank and the caller's buffer of the last small copy (kept while they stay the same). */
+  /**
+   * 32-bit views of the bank and of the caller's buffer of the last small copy in each direction
+   * (a device reads requests into one buffer and writes replies from another), kept while they
+   * stay the same: creating a typed array costs more than the copy.
+   */
   private wordBank: MemoryBank | null = null;
   private bankWords: Int32Array | null = null;
-  private wordData: Uint8Array | null = null;
-  private dataWords: Int32Array | null = null;
+  private readData: Uint8Array | null = null;
+  private readWords: Int32Array | null = null;
+  private writeData: Uint8Array | null = null;
+  private writeWords: Int32Array | null = null;
 
   constructor(
     private readonly memory: GuestMemory,
@@ -105,10 +111,10 @@ export class ReusableChain implements DescriptorChain {
       if (bank !== null && n <= SMALL_COPY) {
         const bytes = bank.bytes;
         const at = gpa - bank.gpa;
-        if (((at | n | done) & 3) === 0 && this.wordViews(bank, data)) {
+        const dataWords = ((at | n | done) & 3) === 0 ? this.wordViews(bank, data, toGuest) : null;
+        if (dataWords !== null) {
           // Requests and their tails are whole 32-bit words: a quarter of the iterations.
           const words = this.bankWords!;
-          const dataWords = this.dataWords!;
           const w = at >>> 2;
           const d = done >>> 2;
           const count = n >>> 2;
@@ -133,17 +139,28 @@ export class ReusableChain implements DescriptorChain {
     this.bankWords = null;
   }
 
-  /** Makes `bankWords` / `dataWords` the 32-bit views of `bank` and `data`; false where one is unaligned. */
-  private wordViews(bank: MemoryBank, data: Uint8Array): boolean {
+  /**
+   * Makes `bankWords` the 32-bit view of `bank` and returns the one of `data`; null where either
+   * is unaligned.
+   */
+  private wordViews(bank: MemoryBank, data: Uint8Array, toGuest: boolean): Int32Array | null {
     if (bank !== this.wordBank) {
       this.wordBank = bank;
       this.bankWords = wordView(bank.bytes);
     }
-    if (data !== this.wordData) {
-      this.wordData = data;
-      this.dataWords = wordView(data);
+    if (this.bankWords === null) return null;
+    if (toGuest) {
+      if (data !== this.writeData) {
+        this.writeData = data;
+        this.writeWords = wordView(data);
+      }
+      return this.writeWords;
     }
-    return this.bankWords !== null && this.dataWords !== null;
+    if (data !== this.readData) {
+      this.readData = data;
+      this.readWords = wordView(data);
+    }
+    return this.readWords;
   }
 }
 

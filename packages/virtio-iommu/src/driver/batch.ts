@@ -39,6 +39,16 @@ export interface BatchLimits {
   attachTable: boolean;
 }
 
+// `>>> 0` is a safe integer modulo 2^32, exactly; `%` of a double above 2^31 calls fmod, and the
+// IOVAs and addresses of every request are there.
+function lo32(value: number): number {
+  return value >>> 0;
+}
+
+function hi32(value: number): number {
+  return (value - (value >>> 0)) / TWO_POW_32;
+}
+
 /** A limit as a number for the safe-integer path (Infinity where it passes 2^53). */
 function asNumber(v: bigint): number {
   return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : Number.POSITIVE_INFINITY;
@@ -53,6 +63,8 @@ export class IommuBatch {
   private scratchStatuses = new Uint8Array(0);
   /** The limits as numbers for the safe-integer path (Infinity where they pass 2^53). */
   private readonly granule: number;
+  /** `granule - 1` when the granule is a power of two up to 2^32, for `aligned`; else -1. */
+  private readonly granuleMask: number;
   private readonly inputStart: number;
   private readonly inputEnd: number;
 
@@ -68,6 +80,8 @@ export class IommuBatch {
     this.view = new DataView(this.staging.buffer);
     this.readLengths = new Uint8Array(room);
     this.granule = asNumber(limits.granule);
+    const g = this.granule;
+    this.granuleMask = g > 0 && g <= TWO_POW_32 && 2 ** Math.round(Math.log2(g)) === g ? g - 1 : -1;
     this.inputStart = asNumber(limits.inputStart);
     this.inputEnd = asNumber(limits.inputEnd);
   }
@@ -105,12 +119,12 @@ export class IommuBatch {
           this.view,
           at,
           domain,
-          iova % TWO_POW_32,
-          Math.floor(iova / TWO_POW_32),
-          end % TWO_POW_32,
-          Math.floor(end / TWO_POW_32),
-          phys % TWO_POW_32,
-          Math.floor(phys / TWO_POW_32),
+          lo32(iova),
+          hi32(iova),
+          lo32(end),
+          hi32(end),
+          lo32(phys),
+          hi32(phys),
           flags,
         );
         return this;
@@ -150,15 +164,7 @@ export class IommuBatch {
     if (typeof iova === 'number' && typeof size === 'number' && this.numberRangeOk(iova, size, 'unmap')) {
       const end = iova + size - 1;
       const at = this.reserve(RequestSize.UNMAP);
-      writeUnmapRequest(
-        this.view,
-        at,
-        domain,
-        iova % TWO_POW_32,
-        Math.floor(iova / TWO_POW_32),
-        end % TWO_POW_32,
-        Math.floor(end / TWO_POW_32),
-      );
+      writeUnmapRequest(this.view, at, domain, lo32(iova), hi32(iova), lo32(end), hi32(end));
       return this;
     }
     const start = toU64(iova, 'iova');
@@ -295,7 +301,7 @@ export class IommuBatch {
     const end = iova + size - 1;
     if (!Number.isSafeInteger(end)) return false;
     const g = this.granule;
-    if (iova % g !== 0 || size % g !== 0) {
+    if (!this.aligned(iova) || !this.aligned(size)) {
       throw new VmmError(
         'EINVAL',
         `${what} [${hex(iova)}, +${hex(size)}) is not aligned to the ${hex(g)} granule (page_size_mask)`,
@@ -308,12 +314,20 @@ export class IommuBatch {
   }
 
   private checkAlignedNumber(value: number, what: string): void {
-    if (value % this.granule !== 0) {
+    if (!this.aligned(value)) {
       throw new VmmError(
         'EINVAL',
         `${what} ${hex(value)} is not aligned to the ${hex(this.limits.granule)} granule`,
       );
     }
+  }
+
+  /** Whether a non-negative safe integer is a multiple of the granule. */
+  private aligned(value: number): boolean {
+    const mask = this.granuleMask;
+    // A power-of-two granule up to 2^32 divides 2^32, so the low 32 bits decide.
+    if (mask >= 0) return ((value >>> 0) & mask) === 0;
+    return value % this.granule === 0;
   }
 
   private bigRange(start: bigint, size: bigint, what: string): bigint {
