@@ -89,4 +89,41 @@ describe('ExitServer', () => {
     slot[P.SLOT_DB_TAIL] = 0;
     expect(server.poll()).toBe(0);
   });
+
+  it('busy-polls pollable handlers before exits and hands them back before it blocks', async () => {
+    const { server, bus, exit } = rig();
+    const calls: string[] = [];
+    let pending = 0;
+    let arrivesOnStop = 1;
+    const pollable: MmioHandler = {
+      name: 'pollable',
+      size: 0x100,
+      read: () => 0,
+      write: () => {},
+      startPolling: () => void calls.push('start'),
+      poll: () => {
+        const n = pending;
+        pending = 0;
+        if (n > 0) calls.push(`poll ${n}`);
+        return n;
+      },
+      stopPolling: () => {
+        calls.push('stop');
+        const n = arrivesOnStop;
+        arrivesOnStop = 0;
+        return n;
+      },
+    };
+    bus.register(0x2000, pollable);
+    server.start();
+    await new Promise((resolve) => setImmediate(resolve));
+    // Work that arrived as polling stopped keeps the loop awake; it polls again, then blocks.
+    expect(calls).toEqual(['start', 'stop', 'start', 'stop']);
+    pending = 1;
+    // The polled device runs on the way to an exit, before the exit is served.
+    expect(exit(P.OP_READ, 0x1010, 4)).toBe(2);
+    expect(calls.at(-1)).toBe('poll 1');
+    await server.stop();
+    expect(calls.slice(-2)).toEqual(['start', 'stop']);
+  });
 });
