@@ -301,16 +301,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   poll(): number {
     const polled = this.polled;
     if (polled.length === 0 || !this.live()) return 0;
-    let done = 0;
-    for (let i = 0; i < polled.length; i++) {
-      const index = polled[i]!;
-      const queue = this.queues[index];
-      if (queue === undefined || !queue.hasAvailable()) continue;
-      const before = queue.nextAvailIndex;
-      this.notifyDevice(index);
-      done += (queue.nextAvailIndex - before) & 0xffff;
-    }
-    return done;
+    return this.runAvailable(polled);
   }
 
   /**
@@ -325,8 +316,14 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     this.polled = [];
     for (const index of polled) this.queues[index]?.holdNotifications(false);
     if (!this.live()) return 0;
+    return this.runAvailable(polled);
+  }
+
+  /** Runs the device for each of `indexes` whose queue has buffers available; returns the chains it took. */
+  private runAvailable(indexes: readonly number[]): number {
     let done = 0;
-    for (const index of polled) {
+    for (let i = 0; i < indexes.length; i++) {
+      const index = indexes[i]!;
       const queue = this.queues[index];
       if (queue === undefined || !queue.hasAvailable()) continue;
       const before = queue.nextAvailIndex;
