@@ -6,6 +6,7 @@
 import { smmuv3Plugin } from '@vmmkit/smmuv3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dmaEngine } from './dma/dma-engine.js';
+import { resourcesLeftSince } from './testing/resources.js';
 import { scratchDevice } from './testing/scratch-device.js';
 import { VcpuError } from './vcpu/vcpu-error.js';
 import { virtioIommu } from './virtio/virtio-iommu-device.js';
@@ -26,17 +27,6 @@ function parts() {
     iommu: virtioIommu({ name: 'viommu', endpoints: [{ id: ENDPOINT }], bypass: false }),
     dma: dmaEngine({ name: 'dma0', endpoint: ENDPOINT, pasidBits: 20 }),
   };
-}
-
-/** Resources open now that were not in `before`. */
-function extraResources(before: string[]): string[] {
-  const left = [...before];
-  return process.getActiveResourcesInfo().filter((r) => {
-    const i = left.indexOf(r);
-    if (i < 0) return true;
-    left.splice(i, 1);
-    return false;
-  });
 }
 
 describe.each(['inline', 'worker'] as const)('a nested machine with %s vCPUs', (mode) => {
@@ -161,7 +151,7 @@ describe.each(['inline', 'worker'] as const)('a nested machine with %s vCPUs', (
     await machine.destroy();
     await machine.destroy();
     await new Promise((resolve) => setImmediate(resolve));
-    expect(extraResources(before)).toEqual([]);
+    expect(resourcesLeftSince(before)).toEqual([]);
     expect(machine.bus.windows).toEqual([]);
     await expect(machine.run({ module: guest('nested-dma') })).rejects.toThrow(/the machine was destroyed/);
     expect(() => machine.addMemory({ gpa: 0x1_0000_0000, size: MiB })).toThrow(/the machine was destroyed/);

@@ -1,6 +1,7 @@
 import { isVmmError } from '@vmmkit/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SCRATCH_ID, scratchDevice } from './testing/index.js';
+import { resourcesLeftSince } from './testing/resources.js';
 import { VcpuError } from './vcpu/vcpu-error.js';
 import { createVm, type Vm } from './vm.js';
 
@@ -127,20 +128,9 @@ describe.each(['inline', 'worker'] as const)('a machine with %s vCPUs', (mode) =
     const outcome = await running;
     expect(outcome).toBeInstanceOf(VcpuError);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(extraResources(before)).toEqual([]);
+    expect(resourcesLeftSince(before)).toEqual([]);
   });
 });
-
-/** Resources open now that were not in `before` (the runner's own may have closed meanwhile). */
-function extraResources(before: string[]): string[] {
-  const left = [...before];
-  return process.getActiveResourcesInfo().filter((r) => {
-    const i = left.indexOf(r);
-    if (i < 0) return true;
-    left.splice(i, 1);
-    return false;
-  });
-}
 
 describe('worker vCPUs', () => {
   it('reports a vCPU thread that exits early', async () => {
@@ -156,7 +146,7 @@ describe('worker vCPUs', () => {
     await machine.run({ module: guest('exits') });
     await machine.destroy();
     await new Promise((resolve) => setImmediate(resolve));
-    expect(extraResources(before)).toEqual([]);
+    expect(resourcesLeftSince(before)).toEqual([]);
   });
 });
 
