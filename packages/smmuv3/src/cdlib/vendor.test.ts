@@ -1,7 +1,6 @@
 import {
   type IoPgtableCfg,
   isVmmError,
-  type PageAllocator,
   type PasidTable,
   type PasidTableDevice,
   PasidTableLibrary,
@@ -9,7 +8,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { decodeCd } from '../codec/cd.js';
 import { SZ_4K } from '../lpae/geometry.js';
-import { guestRam, lpaeFixture } from '../testing/lpae-fixture.js';
+import { dirtyAllocator, guestRam, lpaeFixture } from '../testing/lpae-fixture.js';
 import { type ArmCdContext, armSmmuV3PasidVendor, writeArmCd } from './vendor.js';
 
 const RAM = 8 * 2 ** 20;
@@ -259,14 +258,7 @@ describe('two-level tables (S1Fmt=2)', () => {
   it('writes the table and each leaf (all CDs invalid) before the SMMU can reach them, whatever the allocator left', () => {
     const { memory, allocator } = guestRam(RAM);
     // An allocator that hands out pages full of 0xff: every stale CD would look valid.
-    const dirty: PageAllocator = {
-      alloc: (size, align) => {
-        const gpa = allocator.alloc(size, align);
-        memory.fill(gpa, size, 0xff);
-        return gpa;
-      },
-      free: (gpa) => allocator.free(gpa),
-    };
+    const dirty = dirtyAllocator(memory, allocator);
     const leafAtPublish: Uint8Array[] = [];
     const library = new PasidTableLibrary([armSmmuV3PasidVendor]);
     const table: PasidTable<ArmCdContext> = library.registerPasidTable(

@@ -1,12 +1,13 @@
-import {
-  createIotlbGather,
-  IommuProt,
-  type IoPgtableCfg,
-  isVmmError,
-  type PageAllocator,
-} from '@vmmkit/core';
+import { createIotlbGather, IommuProt, type IoPgtableCfg, isVmmError } from '@vmmkit/core';
 import { describe, expect, it } from 'vitest';
-import { guestRam, leafOf, lpaeFixture, RecordingTlb, referenceWalk } from '../testing/lpae-fixture.js';
+import {
+  dirtyAllocator,
+  guestRam,
+  leafOf,
+  lpaeFixture,
+  RecordingTlb,
+  referenceWalk,
+} from '../testing/lpae-fixture.js';
 import { armLpaeS1Format } from './format.js';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './geometry.js';
 
@@ -260,14 +261,7 @@ describe('map and unmap', () => {
   it('writes every table page (all entries invalid) before publishing it, whatever the allocator left', () => {
     const { memory, allocator } = guestRam(16 * 2 ** 20);
     // An allocator that hands out pages full of 0xff: every stale entry would look like a table.
-    const dirty: PageAllocator = {
-      alloc: (size, align) => {
-        const gpa = allocator.alloc(size, align);
-        memory.fill(gpa, size, 0xff);
-        return gpa;
-      },
-      free: (gpa) => allocator.free(gpa),
-    };
+    const dirty = dirtyAllocator(memory, allocator);
     const cfg: IoPgtableCfg = {
       ias: 48,
       oas: 48,

@@ -13,6 +13,7 @@ export {
 } from './host-tables.js';
 export type { LpaeFixture, LpaeFixtureOptions, TlbCall, WalkStep } from './lpae-fixture.js';
 export {
+  dirtyAllocator,
   guestRam,
   leafOf,
   lpaeFixture,

@@ -10,6 +10,7 @@ import {
   type IoPgtableFlushOps,
   type IoPgtableOps,
   type IotlbGather,
+  type PageAllocator,
 } from '@vmmkit/core';
 import { armLpaeS1Format } from '../lpae/format.js';
 
@@ -71,6 +72,22 @@ export function guestRam(
   const memory = new GuestMemory();
   memory.addBank({ gpa, size });
   return { memory, allocator: new BitmapPageAllocator(memory, { base: gpa, size }) };
+}
+
+/**
+ * An allocator over `allocator` that hands out pages full of 0xff (every stale entry would
+ * look valid) and does not promise zeroed pages: for tests that table code zeroes what it
+ * publishes whatever the allocator left there.
+ */
+export function dirtyAllocator(memory: GuestMemory, allocator: PageAllocator): PageAllocator {
+  return {
+    alloc: (size, align) => {
+      const gpa = allocator.alloc(size, align);
+      memory.fill(gpa, size, 0xff);
+      return gpa;
+    },
+    free: (gpa) => allocator.free(gpa),
+  };
 }
 
 export function lpaeFixture(options: LpaeFixtureOptions): LpaeFixture {
