@@ -280,6 +280,38 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
     return this.translator.translate(endpoint, pasid, iova >>> 0, hi >>> 0, access, out);
   }
 
+  /**
+   * `translatePage` for the first byte of IOVA page `iovaPage` (IOVA / 4096, any 64-bit IOVA as
+   * an exact safe integer): the DMA engines' per-page call, served from a page cache when it can.
+   */
+  translateIovaPage(
+    endpoint: number,
+    pasid: number,
+    iovaPage: number,
+    access: number,
+    out: PageTranslation,
+  ): boolean {
+    return this.translator.translatePage(endpoint, pasid, iovaPage, access, out);
+  }
+
+  /**
+   * Translates up to `count` consecutive IOVA pages from `firstPage` into `pas` (guest-physical
+   * addresses of the pages, from index 0) and returns how many translated; it stops at the first
+   * page that does not and reports no fault for it (translate that page with
+   * `translateIovaPage` when the DMA reaches it: that one reports). For devices that know how
+   * far their DMA goes: one call a run of pages.
+   */
+  translateIovaPages(
+    endpoint: number,
+    pasid: number,
+    firstPage: number,
+    count: number,
+    access: number,
+    pas: Float64Array,
+  ): number {
+    return this.translator.translatePages(endpoint, pasid, firstPage, count, access, pas);
+  }
+
   /** `translatePage` for a 64-bit IOVA given as 32-bit halves. */
   translatePageHalves(
     endpoint: number,

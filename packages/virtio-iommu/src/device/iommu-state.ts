@@ -5,6 +5,7 @@ import { Domain, type Endpoint } from './domains.js';
 import type { DomainKind, VirtioIommuEvents } from './events.js';
 import { le64, MappingPool } from './mapping-store.js';
 import type { ResolvedOptions } from './options.js';
+import { PageCache } from './page-cache.js';
 
 /**
  * Domains, endpoints and mappings, and the upstream requests that change them (virtio 1.2
@@ -13,6 +14,8 @@ import type { ResolvedOptions } from './options.js';
  */
 export class IommuState {
   readonly pool = new MappingPool();
+  /** Told of every change that can undo a translation: UNMAP, an endpoint leaving, reset. */
+  readonly pageCache = new PageCache();
   readonly endpoints = new Map<number, Endpoint>();
   readonly domains = new Map<number, Domain>();
   /** Features the driver accepted (device-specific bits). */
@@ -146,6 +149,8 @@ export class IommuState {
   /** Removes the endpoint from its domain; the domain dies with its last endpoint (virtio 1.2 §5.13.6.4). */
   detachEndpoint(endpoint: Endpoint, cause: 'request' | 'implicit' | 'reset'): void {
     const domain = endpoint.domain!;
+    // Every way a translation is lost passes here or through UNMAP (reset detaches each endpoint).
+    this.pageCache.invalidate();
     const empty = domain.remove(endpoint);
     if (empty) {
       domain.destroy();
@@ -259,6 +264,7 @@ export class IommuState {
       removed++;
       slot = tree.floor(eLo, eHi);
     }
+    if (removed > 0) this.pageCache.invalidate();
     if (this.emitter.listenerCount('unmap') > 0) {
       this.emitter.emit('unmap', {
         domain: domainId,

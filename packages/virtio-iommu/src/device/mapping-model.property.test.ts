@@ -2,44 +2,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MapFlag, Status } from '../protocol/constants.js';
 import { encodeAttach, encodeMap, encodeUnmap } from '../protocol/requests.js';
-import { createVirtioIommuHarness, requestStatus } from '../testing/index.js';
+import { createVirtioIommuHarness, ReferenceMappings, requestStatus } from '../testing/index.js';
 
 /**
  * Random MAP/UNMAP sequences agree with a plain reference model: an array of inclusive
  * intervals, with the spec's rules written the obvious way (virtio 1.2 §5.13.6.5-6). The
  * address space is placed at bases that exercise both 32-bit halves and the top of 2^64.
  */
-
-interface Interval {
-  start: bigint;
-  end: bigint;
-  phys: bigint;
-  flags: number;
-}
-
-class ReferenceModel {
-  intervals: Interval[] = [];
-
-  map(start: bigint, end: bigint, phys: bigint, flags: number): number {
-    if (end <= start) return Status.RANGE;
-    if (this.intervals.some((m) => m.start <= end && start <= m.end)) return Status.INVAL;
-    this.intervals.push({ start, end, phys, flags });
-    return Status.OK;
-  }
-
-  unmap(start: bigint, end: bigint): number {
-    if (end < start) return Status.RANGE;
-    const touched = this.intervals.filter((m) => m.start <= end && start <= m.end);
-    if (touched.some((m) => m.start < start || m.end > end)) return Status.RANGE;
-    this.intervals = this.intervals.filter((m) => !touched.includes(m));
-    return Status.OK;
-  }
-
-  lookup(iova: bigint): bigint | null {
-    const m = this.intervals.find((i) => i.start <= iova && iova <= i.end);
-    return m === undefined ? null : m.phys + (iova - m.start);
-  }
-}
 
 const PAGE = 0x1000n;
 const bases = [0n, (1n << 32n) - 16n * PAGE, 1n << 52n, 1n << 63n, (1n << 64n) - 64n * PAGE];
@@ -66,7 +35,7 @@ describe('mapping store against a reference model', () => {
         async (base, ops) => {
           const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }], bypass: false });
           expect(await requestStatus(h, encodeAttach({ domain: 7, endpoint: 1 }))).toBe(Status.OK);
-          const model = new ReferenceModel();
+          const model = new ReferenceMappings();
           for (const o of ops) {
             const start = base + BigInt(o.first) * PAGE;
             const last = start + BigInt(o.pages) * PAGE - 1n;

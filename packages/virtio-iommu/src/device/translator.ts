@@ -4,6 +4,7 @@ import { joinU64, TWO_POW_32 } from '../protocol/u64.js';
 import type { Endpoint } from './domains.js';
 import type { FaultReporter } from './fault-reporter.js';
 import type { IommuState } from './iommu-state.js';
+import { le64 } from './mapping-store.js';
 
 /**
  * Result of one page translation, filled in place (one per caller, reused: no allocation).
@@ -30,6 +31,8 @@ export function createPageTranslation(): PageTranslation {
 }
 
 const MAX_LENGTH = 2 ** 52;
+const TWO_POW_20 = 2 ** 20;
+const PAGE_SIZE = 0x1000;
 
 /** `hi * 2^32 + lo + 1` capped at 2^52: the byte count of an inclusive 64-bit span. */
 function spanLength(lo: number, hi: number): number {
@@ -43,6 +46,8 @@ function spanLength(lo: number, hi: number): number {
  */
 export class Translator {
   private readonly nestedOut = createNestedTranslation();
+  /** What `translatePages` translates into. */
+  private readonly ahead = createPageTranslation();
   /**
    * The endpoint of the previous translation: a device translates for one endpoint page after
    * page. Safe to keep because a device's endpoints are fixed when it is created (IommuState).
@@ -71,6 +76,14 @@ export class Translator {
     const state = this.state;
     out.mmio = false;
     out.vendorEvent = null;
+    // virtio 1.2 §5.13.6.5: writes need MAP_F_WRITE; reads (and instruction fetches) MAP_F_READ.
+    const need = access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+    if (
+      pasid === NO_PASID &&
+      state.pageCache.lookup(endpointId, hi * TWO_POW_20 + (lo >>> 12), lo & 0xfff, need, out)
+    ) {
+      return true;
+    }
     let endpoint: Endpoint | undefined;
     if (endpointId === this.lastEndpointId) endpoint = this.lastEndpoint;
     else {
@@ -132,9 +145,8 @@ export class Translator {
     if (slot < 0) return this.fault(endpointId, pasid, lo, hi, access, FaultReason.MAPPING, 0, out, report);
     const pool = state.pool;
     const flags = pool.flags[slot]!;
-    // virtio 1.2 §5.13.6.5: writes need MAP_F_WRITE; reads (and instruction fetches) need MAP_F_READ.
-    const allowed = access === DmaAccess.WRITE ? (flags & MapFlag.WRITE) !== 0 : (flags & MapFlag.READ) !== 0;
-    if (!allowed) return this.fault(endpointId, pasid, lo, hi, access, FaultReason.MAPPING, 0, out, report);
+    if ((flags & need) === 0)
+      return this.fault(endpointId, pasid, lo, hi, access, FaultReason.MAPPING, 0, out, report);
     // pa = phys_start + (iova - virt_start), in 32-bit halves; MAP checked it cannot pass 2^64.
     const sLo = pool.startLo[slot]!;
     const borrow = lo < sLo ? 1 : 0;
@@ -150,7 +162,87 @@ export class Translator {
     const endBorrow = eLo < lo ? 1 : 0;
     out.length = spanLength((eLo - lo) >>> 0, (pool.endHi[slot]! - hi - endBorrow) >>> 0);
     out.mmio = (flags & MapFlag.MMIO) !== 0;
+    if (out.pa >= 0) this.remember(endpointId, slot, lo, hi, flags, out);
     return true;
+  }
+
+  /**
+   * Caches the page of a MAP/UNMAP translation when the mapping covers the whole page. No
+   * reserved region can share such a page: MAP refuses ranges over a region of an attached
+   * endpoint (virtio 1.2 §5.13.6.8.2.2), ATTACH refuses domains with such mappings (§5.13.6.3.2).
+   */
+  private remember(
+    endpointId: number,
+    slot: number,
+    lo: number,
+    hi: number,
+    flags: number,
+    out: PageTranslation,
+  ) {
+    const pool = this.state.pool;
+    const offset = lo & 0xfff;
+    const pageLo = lo - offset;
+    if (
+      le64(pool.startLo[slot]!, pool.startHi[slot]!, pageLo, hi) &&
+      le64(pageLo + 0xfff, hi, pool.endLo[slot]!, pool.endHi[slot]!)
+    ) {
+      const page = hi * TWO_POW_20 + (lo >>> 12);
+      this.state.pageCache.insert(endpointId, page, out.pa - offset, out.length + offset, flags);
+    }
+  }
+
+  /**
+   * `translate` for byte 0 of IOVA page `page` (IOVA / 4096, exact for every 64-bit IOVA): what a
+   * DMA engine asks page after page, answered from the page cache without splitting the address.
+   */
+  translatePage(
+    endpointId: number,
+    pasid: number,
+    page: number,
+    access: number,
+    out: PageTranslation,
+  ): boolean {
+    const need = access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+    if (pasid === NO_PASID && this.state.pageCache.lookup(endpointId, page, 0, need, out)) {
+      out.vendorEvent = null;
+      return true;
+    }
+    const hi = Math.floor(page / TWO_POW_20);
+    return this.translate(endpointId, pasid, (page - hi * TWO_POW_20) * PAGE_SIZE, hi, access, out);
+  }
+
+  /**
+   * Translates up to `count` consecutive IOVA pages from `firstPage` (byte 0 of each) into
+   * `pas[0..]` and returns how many translated, stopping at the first that does not (or whose
+   * address is 2^53 or above). Reports no fault: the caller asks for that page again with
+   * `translatePage` when it gets there, so faults reach the guest in the order a device meets
+   * them, and a page never used is never reported. Translating ahead is what an IOTLB
+   * prefetch does; no translation here has a side effect beyond the caches.
+   */
+  translatePages(
+    endpointId: number,
+    pasid: number,
+    firstPage: number,
+    count: number,
+    access: number,
+    pas: Float64Array,
+  ): number {
+    const need = access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+    const cache = this.state.pageCache;
+    const out = this.ahead;
+    let i = 0;
+    while (i < count) {
+      if (pasid === NO_PASID) {
+        i += cache.copyRun(endpointId, firstPage + i, count - i, need, pas, i);
+        if (i === count) break;
+      }
+      const page = firstPage + i;
+      const hi = Math.floor(page / TWO_POW_20);
+      const lo = (page - hi * TWO_POW_20) * PAGE_SIZE;
+      if (!this.translate(endpointId, pasid, lo, hi, access, out, false) || out.pa < 0) return i;
+      pas[i++] = out.pa;
+    }
+    return count;
   }
 
   private fault(

@@ -11,6 +11,8 @@ export type {
 export { createVirtioIommuHarness, HARNESS_MMIO_BASE, linuxDriverFeatures } from './harness.js';
 export { mapUnmapWorkload } from './map-unmap-workload.js';
 export { mappingFootprint, objectFootprint } from './mapping-footprint.js';
+export type { ReferenceMapping } from './reference-mappings.js';
+export { ReferenceMappings } from './reference-mappings.js';
 export { POISON } from './request-arena.js';
 export type { RequestOutcome } from './status.js';
 export { requestStatus } from './status.js';
