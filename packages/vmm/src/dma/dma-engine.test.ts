@@ -265,3 +265,56 @@ describe('DMA engine transfers through the IOMMU', () => {
     );
   });
 });
+
+describe('DMA engine with a translator that translates runs of pages', () => {
+  it('forgets what it translated ahead when a transfer ends: an UNMAP in between is seen', () => {
+    const runs = new FakeIommu({ batched: true });
+    setup(20, () => runs);
+    runs.map(EP, NO_PASID, 0, RAM, 8 * PAGE);
+    memory.fill(RAM, 4 * PAGE, 0x5a);
+    program(DmaOp.COPY, 0, 4 * PAGE, 4 * PAGE);
+    expect(r(DmaReg.STATUS)).toBe(DmaStatus.DONE);
+    runs.unmap(EP, NO_PASID, 2 * PAGE, PAGE);
+    program(DmaOp.COPY, 0, 4 * PAGE, 4 * PAGE);
+    expect(r(DmaReg.ERROR)).toBe(DmaError.TRANSLATION);
+    expect(r(DmaReg.FAULT_ADDR_LO)).toBe(2 * PAGE);
+    expect(r(DmaReg.FAULT_ACCESS)).toBe(0);
+    expect(r(DmaReg.BYTES_DONE)).toBe(2 * PAGE);
+    // One fault, for the page the transfer reached; none for what was translated ahead.
+    expect(runs.faults).toEqual([
+      {
+        endpoint: EP,
+        pasid: NO_PASID,
+        iova: 2 * PAGE,
+        access: DmaAccess.READ,
+        reason: NestedFaultReason.MAPPING,
+      },
+    ]);
+  });
+
+  it('does not trust the count a translator returns, and survives one that throws', () => {
+    for (const answer of [Number.NaN, 99, -3, 'throw'] as const) {
+      const fake = new FakeIommu();
+      setup(20, () => ({
+        name: 'odd',
+        translatePage: (endpoint, pasid, page, access, out) =>
+          fake.translatePage(endpoint, pasid, page, access, out),
+        translatePages: () => {
+          if (answer === 'throw') throw new Error('translator bug');
+          return answer;
+        },
+      }));
+      fake.map(EP, NO_PASID, 0, RAM, 8 * PAGE);
+      memory.fill(RAM, 2 * PAGE, 0x77);
+      program(DmaOp.COPY, 0, 4 * PAGE, 2 * PAGE);
+      if (answer === 'throw') {
+        expect(r(DmaReg.ERROR)).toBe(DmaError.TRANSLATION);
+        expect(r(DmaReg.BYTES_DONE)).toBe(0);
+      } else {
+        // Page by page instead: the copy is whole.
+        expect(r(DmaReg.STATUS)).toBe(DmaStatus.DONE);
+        expect(memory.read(RAM + 4 * PAGE, 2 * PAGE).every((b) => b === 0x77)).toBe(true);
+      }
+    }
+  });
+});

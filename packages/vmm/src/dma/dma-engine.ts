@@ -4,12 +4,12 @@ import {
   fillBytes,
   type GuestMemory,
   type InterruptLine,
-  type MemoryBank,
   type MmioHandler,
   NO_PASID,
   VmmError,
 } from '@vmmkit/core';
 import type { DeviceSpec } from '../devices.js';
+import { DmaSide } from './dma-side.js';
 import {
   DMA_COMPATIBLE,
   DMA_CTRL_IRQ_ENABLE,
@@ -25,7 +25,7 @@ import {
   DmaReg,
   DmaStatus,
 } from './registers.js';
-import { createDmaPage, DMA_PAGE_SHIFT, DMA_PAGE_SIZE, type DmaTranslator } from './translator.js';
+import { DMA_PAGE_SIZE, type DmaTranslator } from './translator.js';
 
 /** IOVA pages above this would put the IOVA past 2^64. */
 const LAST_IOVA_PAGE = 2 ** 52 - 1;
@@ -33,12 +33,8 @@ const LAST_IOVA_PAGE = 2 ** 52 - 1;
 // use of an imported binding into a property read on a module object (vitest does, and the
 // engine then ran at half speed in benchmarks).
 const PAGE = DMA_PAGE_SIZE;
-const PAGE_SHIFT = DMA_PAGE_SHIFT;
-const PAGE_MASK = PAGE - 1;
 const OP_COPY: number = DmaOp.COPY;
 const OP_FILL: number = DmaOp.FILL;
-const ACCESS_READ: DmaAccess = DmaAccess.READ;
-const ACCESS_WRITE: DmaAccess = DmaAccess.WRITE;
 const checksum = crc32;
 const fillRange = fillBytes;
 
@@ -59,27 +55,6 @@ export interface DmaEngineStats {
   errors: number;
 }
 
-/** A cursor over a 64-bit IOVA as (4 KiB page number, offset): exact without BigInt. */
-class IovaCursor {
-  page = 0;
-  offset = 0;
-  set(lo: number, hi: number): void {
-    this.page = hi * 2 ** 20 + (lo >>> PAGE_SHIFT);
-    this.offset = lo & PAGE_MASK;
-  }
-  advance(bytes: number): void {
-    const next = this.offset + bytes;
-    this.page += Math.floor(next / PAGE);
-    this.offset = next & PAGE_MASK;
-  }
-  lo(): number {
-    return ((this.page % 2 ** 20) * PAGE + this.offset) >>> 0;
-  }
-  hi(): number {
-    return Math.floor(this.page / 2 ** 20) >>> 0;
-  }
-}
-
 /**
  * The DMA engine device model (register map in `registers.ts`). It reaches guest memory only
  * through the translator, page by page, and never throws out of an MMIO access: whatever the
@@ -89,12 +64,9 @@ export class DmaEngine implements MmioHandler {
   readonly size = DMA_WINDOW_SIZE;
   readonly stats: DmaEngineStats = { transfers: 0, bytes: 0, errors: 0 };
   private readonly regs = new Uint32Array(DMA_WINDOW_SIZE / 4);
-  private readonly page = createDmaPage();
-  private readonly src = new IovaCursor();
-  private readonly dst = new IovaCursor();
+  private readonly src = new DmaSide(DmaAccess.READ);
+  private readonly dst = new DmaSide(DmaAccess.WRITE);
   private readonly pasidBits: number;
-  /** Error code left by `resolve` for the page it refused. */
-  private pendingError: number = DmaError.NONE;
 
   constructor(
     readonly name: string,
@@ -208,8 +180,8 @@ export class DmaEngine implements MmioHandler {
     }
     const readsSource = op !== DmaOp.FILL;
     const writesDest = op !== DmaOp.CRC32;
-    this.src.set(r[DmaReg.SRC_LO >> 2]!, r[DmaReg.SRC_HI >> 2]!);
-    this.dst.set(r[DmaReg.DST_LO >> 2]!, r[DmaReg.DST_HI >> 2]!);
+    this.src.start(r[DmaReg.SRC_LO >> 2]!, r[DmaReg.SRC_HI >> 2]!, length);
+    this.dst.start(r[DmaReg.DST_LO >> 2]!, r[DmaReg.DST_HI >> 2]!, length);
     // The whole range must stay below 2^64 (no wrap-around to IOVA 0).
     const lastOffset = length - 1;
     if (
@@ -225,47 +197,40 @@ export class DmaEngine implements MmioHandler {
 
   private move(op: number, length: number, pasid: number, readsSource: boolean, writesDest: boolean): number {
     const translator = this.translator();
+    const memory = this.memory;
     const endpoint = this.endpoint;
     const fill = this.regs[DmaReg.FILL >> 2]!;
     const src = this.src;
     const dst = this.dst;
-    let srcBank: MemoryBank | null = null;
-    let srcBase = 0;
-    let srcPage = -1;
-    let dstBank: MemoryBank | null = null;
-    let dstBase = 0;
-    let dstPage = -1;
     let crc = 0;
     let done = 0;
     while (done < length) {
       let chunk = length - done;
       if (readsSource) {
-        if (src.page !== srcPage) {
-          srcBank = this.resolve(translator, endpoint, pasid, src, ACCESS_READ, srcBank);
-          if (srcBank === null) return this.stop(done);
-          srcPage = src.page;
-          srcBase = this.page.pa - srcBank.gpa;
+        if (src.page !== src.mapped) {
+          const error = src.map(translator, endpoint, pasid, memory);
+          if (error !== DmaError.NONE) return this.stop(src, error, done);
         }
-        chunk = Math.min(chunk, PAGE - src.offset);
+        const room = PAGE - src.offset;
+        if (room < chunk) chunk = room;
       }
       if (writesDest) {
-        if (dst.page !== dstPage) {
-          dstBank = this.resolve(translator, endpoint, pasid, dst, ACCESS_WRITE, dstBank);
-          if (dstBank === null) return this.stop(done);
-          dstPage = dst.page;
-          dstBase = this.page.pa - dstBank.gpa;
+        if (dst.page !== dst.mapped) {
+          const error = dst.map(translator, endpoint, pasid, memory);
+          if (error !== DmaError.NONE) return this.stop(dst, error, done);
         }
-        chunk = Math.min(chunk, PAGE - dst.offset);
+        const room = PAGE - dst.offset;
+        if (room < chunk) chunk = room;
       }
       if (op === OP_COPY) {
-        const from = srcBase + src.offset;
-        dstBank!.bytes.set(srcBank!.bytes.subarray(from, from + chunk), dstBase + dst.offset);
+        const from = src.base + src.offset;
+        dst.bytes.set(src.bytes.subarray(from, from + chunk), dst.base + dst.offset);
       } else if (op === OP_FILL) {
-        const to = dstBase + dst.offset;
-        fillRange(dstBank!.bytes, fill, to, to + chunk);
+        const to = dst.base + dst.offset;
+        fillRange(dst.bytes, fill, to, to + chunk);
       } else {
-        const from = srcBase + src.offset;
-        crc = checksum(srcBank!.bytes.subarray(from, from + chunk), crc);
+        const from = src.base + src.offset;
+        crc = checksum(src.bytes.subarray(from, from + chunk), crc);
       }
       if (readsSource) src.advance(chunk);
       if (writesDest) dst.advance(chunk);
@@ -276,54 +241,15 @@ export class DmaEngine implements MmioHandler {
     return DmaError.NONE;
   }
 
-  /**
-   * Translates the cursor's page and finds the RAM bank holding it (`last`, the bank of the
-   * previous page in this direction, first: a transfer's pages mostly share one bank); null
-   * (with the fault recorded) when refused.
-   */
-  private resolve(
-    translator: DmaTranslator,
-    endpoint: number,
-    pasid: number,
-    at: IovaCursor,
-    access: DmaAccess,
-    last: MemoryBank | null,
-  ): MemoryBank | null {
-    const page = this.page;
-    let ok: boolean;
-    try {
-      ok = translator.translatePage(endpoint, pasid, at.page, access, page);
-    } catch {
-      // A translator must not throw; if one does, the engine sees a refused page, not a crash.
-      ok = false;
-      page.fault = 0;
-    }
-    if (!ok) return this.fault(at, access, DmaError.TRANSLATION, page.fault);
-    const pa = page.pa;
-    // Banks do not change during a transfer (it runs within one MMIO write), and `last` was
-    // checked for this direction when it was found.
-    if (last !== null && pa >= last.gpa && pa + PAGE <= last.end && pa % PAGE === 0) return last;
-    const bank =
-      page.pa % PAGE === 0
-        ? this.memory.ramBank(page.pa, PAGE, access === ACCESS_WRITE ? 'write' : 'read')
-        : null;
-    if (bank === null) return this.fault(at, access, DmaError.BUS, 0);
-    return bank;
-  }
-
-  private fault(at: IovaCursor, access: DmaAccess, error: number, reason: number): null {
+  /** Ends a transfer at the page `side` could not reach: the fault registers say where and why. */
+  private stop(side: DmaSide, error: number, done: number): number {
     const r = this.regs;
-    this.pendingError = error;
-    r[DmaReg.FAULT_ADDR_LO >> 2] = at.lo();
-    r[DmaReg.FAULT_ADDR_HI >> 2] = at.hi();
-    r[DmaReg.FAULT_REASON >> 2] = reason;
-    r[DmaReg.FAULT_ACCESS >> 2] = access === DmaAccess.WRITE ? 1 : 0;
-    return null;
-  }
-
-  private stop(done: number): number {
-    this.regs[DmaReg.BYTES_DONE >> 2] = done;
-    return this.pendingError;
+    r[DmaReg.FAULT_ADDR_LO >> 2] = side.lo();
+    r[DmaReg.FAULT_ADDR_HI >> 2] = side.hi();
+    r[DmaReg.FAULT_REASON >> 2] = error === DmaError.TRANSLATION ? side.faultReason : 0;
+    r[DmaReg.FAULT_ACCESS >> 2] = side === this.dst ? 1 : 0;
+    r[DmaReg.BYTES_DONE >> 2] = done;
+    return error;
   }
 }
 

@@ -26,6 +26,22 @@ export interface DmaTranslator {
   readonly name: string;
   /** `pasid` is `NO_PASID` (-1) for a transaction without a substream. */
   translatePage(endpoint: number, pasid: number, iovaPage: number, access: DmaAccess, out: DmaPage): boolean;
+  /**
+   * Optional: translates up to `count` consecutive pages from `firstPage` into `pas` (the
+   * guest-physical address of each page, from index 0) and returns how many translated,
+   * stopping at the first page that does not. It reports no fault: a device asks for that page
+   * again with `translatePage` when its DMA reaches it, so faults arrive in the order the device
+   * meets them and a page it never reaches is never reported. One call per run of pages is what
+   * lets an engine copy at nearly memory speed.
+   */
+  translatePages?(
+    endpoint: number,
+    pasid: number,
+    firstPage: number,
+    count: number,
+    access: DmaAccess,
+    pas: Float64Array,
+  ): number;
 }
 
 /** No IOMMU (`--iommu none`): IOVA = guest-physical address, up to the 52-bit GPA limit. */
@@ -39,5 +55,13 @@ export const identityTranslator: DmaTranslator = {
     }
     out.pa = pa;
     return true;
+  },
+  translatePages(_endpoint, _pasid, firstPage, count, _access, pas) {
+    for (let i = 0; i < count; i++) {
+      const pa = (firstPage + i) * DMA_PAGE_SIZE;
+      if (pa >= MAX_GPA) return i;
+      pas[i] = pa;
+    }
+    return count;
   },
 };

@@ -13,6 +13,14 @@ export interface FakeIommuFault {
 /** Permission bits of a fake mapping: 1 read, 2 write. */
 export const FakePerm = { READ: 1, WRITE: 2, RW: 3 } as const;
 
+export interface FakeIommuOptions {
+  /**
+   * Offer `translatePages` (translation of page runs without fault reports), as the
+   * virtio-iommu does, so devices take their batched path. Default false: page by page.
+   */
+  batched?: boolean;
+}
+
 /**
  * A page-granular IOMMU for tests of DMA-capable devices: explicit per (endpoint, PASID)
  * page maps, permission checks, and a list of the faults it reported.
@@ -21,7 +29,22 @@ export class FakeIommu implements DmaTranslator {
   readonly name = 'fake';
   readonly faults: FakeIommuFault[] = [];
   translations = 0;
+  readonly translatePages?: DmaTranslator['translatePages'];
   private readonly spaces = new Map<number, Map<number, number>>();
+
+  constructor(options: FakeIommuOptions = {}) {
+    if (options.batched === true) {
+      this.translatePages = (endpoint, pasid, firstPage, count, access, pas) => {
+        for (let i = 0; i < count; i++) {
+          this.translations++;
+          const pa = this.lookup(endpoint, pasid, firstPage + i, access);
+          if (pa < 0) return i;
+          pas[i] = pa;
+        }
+        return count;
+      };
+    }
+  }
 
   private static key(endpoint: number, pasid: number): number {
     return endpoint * 2 ** 21 + (pasid + 1);
@@ -58,18 +81,25 @@ export class FakeIommu implements DmaTranslator {
 
   translatePage(endpoint: number, pasid: number, iovaPage: number, access: DmaAccess, out: DmaPage): boolean {
     this.translations++;
-    const entry = this.spaces.get(FakeIommu.key(endpoint, pasid))?.get(iovaPage);
-    let reason: number = NestedFaultReason.MAPPING;
-    if (entry !== undefined) {
-      const needed = access === 1 ? FakePerm.WRITE : FakePerm.READ;
-      if ((entry & needed) !== 0) {
-        out.pa = Math.floor(entry / 4) * DMA_PAGE_SIZE;
-        return true;
-      }
-      reason = NestedFaultReason.PERMISSION;
+    const pa = this.lookup(endpoint, pasid, iovaPage, access);
+    if (pa >= 0) {
+      out.pa = pa;
+      return true;
     }
+    const reason = pa === MISSING ? NestedFaultReason.MAPPING : NestedFaultReason.PERMISSION;
     out.fault = reason;
     this.faults.push({ endpoint, pasid, iova: iovaPage * DMA_PAGE_SIZE, access, reason });
     return false;
   }
+
+  /** The page's guest-physical address, or MISSING / DENIED. */
+  private lookup(endpoint: number, pasid: number, iovaPage: number, access: DmaAccess): number {
+    const entry = this.spaces.get(FakeIommu.key(endpoint, pasid))?.get(iovaPage);
+    if (entry === undefined) return MISSING;
+    const needed = access === 1 ? FakePerm.WRITE : FakePerm.READ;
+    return (entry & needed) !== 0 ? Math.floor(entry / 4) * DMA_PAGE_SIZE : DENIED;
+  }
 }
+
+const MISSING = -1;
+const DENIED = -2;

@@ -1,4 +1,4 @@
-export type { FakeIommuFault } from './fake-iommu.js';
+export type { FakeIommuFault, FakeIommuOptions } from './fake-iommu.js';
 export { FakeIommu, FakePerm } from './fake-iommu.js';
 export { PingPong } from './ping-pong.js';
 export { resourcesLeftSince } from './resources.js';

@@ -14,10 +14,8 @@ import {
   type VirtioIommuDeviceOptions,
 } from '@vmmkit/virtio-iommu';
 import type { DeviceSpec } from '../devices.js';
-import { DMA_PAGE_SIZE, type DmaTranslator } from '../dma/translator.js';
+import type { DmaTranslator } from '../dma/translator.js';
 import { virtioMmioDevice } from './virtio-mmio-device.js';
-
-const PAGES_PER_4G = 2 ** 20;
 
 /** What the host sends a nested table when its stage-2 view shrank: drop every cached entry. */
 const FLUSH_EVERYTHING: NestedInvalidation = {
@@ -35,15 +33,16 @@ export function virtioIommuTranslator(device: VirtioIommuDevice): DmaTranslator 
   return {
     name: 'virtio-iommu',
     translatePage(endpoint, pasid, iovaPage, access, page) {
-      const lo = (iovaPage % PAGES_PER_4G) * DMA_PAGE_SIZE;
-      const hi = Math.floor(iovaPage / PAGES_PER_4G);
-      if (!device.translatePageHalves(endpoint, pasid, lo, hi, access, out)) {
+      if (!device.translateIovaPage(endpoint, pasid, iovaPage, access, out)) {
         page.fault = out.reason;
         return false;
       }
       // pa is -1 when the output address is 2^53 or above: no guest RAM is there.
       page.pa = out.pa < 0 ? Number.MAX_SAFE_INTEGER : out.pa;
       return true;
+    },
+    translatePages(endpoint, pasid, firstPage, count, access, pas) {
+      return device.translateIovaPages(endpoint, pasid, firstPage, count, access, pas);
     },
   };
 }
