@@ -132,25 +132,29 @@ export class DmaSide {
     this.mapped = page;
     // Pages translated ahead in this bank keep their index; the rest are mapped alone later.
     const bases = this.bases;
-    for (let i = 0; i < this.count; i++) bases[i] = inBank(bases[i]!, bank) ? bases[i]! - bank.gpa : -1;
+    const gpa = bank.gpa;
+    const lastOffset = bank.size - PAGE;
+    for (let i = 0; i < this.count; i++) bases[i] = pageIndex(bases[i]! - gpa, lastOffset);
     return DmaError.NONE;
   }
 
   /** The RAM bank (allowing this side's access) holding the whole page at `pa`, or null. */
   private bankOf(pa: number, memory: GuestMemory): MemoryBank | null {
     const last = this.bank;
-    if (last !== null && inBank(pa, last)) return last;
-    if (!isPageAddress(pa)) return null;
-    return memory.ramBank(pa, PAGE, this.access === WRITE ? 'write' : 'read');
+    if (last !== null && pageIndex(pa - last.gpa, last.size - PAGE) >= 0) return last;
+    // ramBank refuses fractions and addresses past RAM; the page must also be aligned.
+    const bank = memory.ramBank(pa, PAGE, this.access === WRITE ? 'write' : 'read');
+    return bank !== null && pageIndex(pa - bank.gpa, bank.size - PAGE) >= 0 ? bank : null;
   }
 }
 
-/** Whether `pa` is a page address (an integer multiple of 4 KiB, below 2^53). */
-function isPageAddress(pa: number): boolean {
-  return Math.floor(pa / PAGE) * PAGE === pa && pa <= Number.MAX_SAFE_INTEGER;
-}
-
-/** Whether the page at `pa` lies in `bank` (which was checked for this side's access). */
-function inBank(pa: number, bank: MemoryBank): boolean {
-  return pa >= bank.gpa && pa + PAGE <= bank.end && isPageAddress(pa);
+/**
+ * `offset` (a page address minus its bank's address) when it is where a whole page of the bank
+ * starts (`lastOffset`: the bank's size minus a page), else -1: outside the bank, unaligned, or
+ * not an integer. Banks are 4 KiB-aligned, so the offset's alignment is the address's.
+ */
+function pageIndex(offset: number, lastOffset: number): number {
+  return offset >= 0 && offset <= lastOffset && (offset & PAGE_MASK) === 0 && Number.isInteger(offset)
+    ? offset
+    : -1;
 }
