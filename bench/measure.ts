@@ -8,9 +8,12 @@ export interface Measure {
   unit: string;
   /** What the baseline is. */
   baseline: string;
-  /** The target, as text (e.g. `ratio >= 0.3`), and a check of one result against it. */
+  /**
+   * The target, as text (e.g. `ratio >= 0.3`), and a check of one result against it. A context
+   * figure (one that explains another) has no check: its `met` is null in the report.
+   */
   target: string;
-  meets(result: MeasureResult): boolean;
+  meets?(result: MeasureResult): boolean;
   /** How the figure is measured, for the report's README section. */
   method: string;
   run(): MeasureResult | Promise<MeasureResult>;

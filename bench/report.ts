@@ -71,7 +71,7 @@ const report = selected.map((measure) => {
     baselineValue,
     ratio,
     target: measure.target,
-    met: measure.meets({ value, baselineValue, ratio }),
+    met: measure.meets === undefined ? null : measure.meets({ value, baselineValue, ratio }),
     runs: list.length,
   };
 });
@@ -84,7 +84,7 @@ console.table(
     baseline: `${fmt(r.baselineValue)} (${r.baseline})`,
     ratio: r.ratio.toFixed(3),
     target: r.target,
-    met: r.met ? 'yes' : 'NO',
+    met: r.met === null ? '-' : r.met ? 'yes' : 'NO',
   })),
 );
 console.log(`median of ${runs} run(s), each measure in its own process; written to bench/report.json`);

@@ -13,7 +13,7 @@ export const dmaCopy: Measure = {
   target: 'ratio >= 0.85',
   meets: (r) => r.ratio! >= 0.85,
   method:
-    "The VMM's DMA engine (`DmaEngine`, COPY of 1 MiB, programmed through its registers, started by its doorbell) with source and destination each 256 × 4K pages scattered at random over a 128 MiB bank, every page translated by the virtio-iommu device (a MAP/UNMAP domain holding 512 single-page mappings); the copy is checked byte for byte once. Baseline: the same 256 page copies with physical addresses computed beforehand and the engine's copy primitive (`Uint8Array.set` of a `subarray`). Timed in alternation, 9 slices each.",
+    "The VMM's DMA engine (`DmaEngine`, COPY of 1 MiB, programmed through its registers, started by its doorbell) with source and destination each 256 × 4K pages scattered at random over a 128 MiB bank, every page translated by the virtio-iommu device (a MAP/UNMAP domain holding 512 single-page mappings): the engine asks for up to 32 pages of a side at a time (`translateIovaPages`, answered from the device's page cache once warm) and checks each page against the RAM bank; the copy is checked byte for byte once. Baseline: the same 256 page copies with physical addresses computed beforehand and the engine's copy primitive (`Uint8Array.set` of a `subarray`). Timed in alternation, 9 slices each.",
   run() {
     const work = scatteredDma(PAGES);
     const translator = virtioIommuTranslator(work.device);

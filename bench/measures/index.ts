@@ -4,6 +4,7 @@ import { dmaCopy } from './dma-copy.js';
 import { iotlbHit } from './iotlb-hit.js';
 import { mapUnmap } from './map-unmap.js';
 import { mappingBytes } from './mapping-bytes.js';
+import { vqInline } from './vq-inline.js';
 import { vqRoundtrip } from './vq-roundtrip.js';
 import { walkUncached } from './walk-uncached.js';
 
@@ -14,6 +15,7 @@ export const measures: Measure[] = [
   mapUnmap,
   dmaCopy,
   vqRoundtrip,
+  vqInline,
   mappingBytes,
   attach1024,
 ];
