@@ -6,6 +6,7 @@ import {
   type NestedTableBackend,
   TOKENS,
   type TranslationStep,
+  VmmError,
 } from '@vmmkit/core';
 import {
   createPageTranslation,
@@ -14,7 +15,7 @@ import {
   type VirtioIommuDeviceOptions,
 } from '@vmmkit/virtio-iommu';
 import type { DeviceSpec } from '../devices.js';
-import type { DmaTranslator } from '../dma/translator.js';
+import { DMA_PAGE_SIZE, type DmaTranslator } from '../dma/translator.js';
 import { virtioMmioDevice } from './virtio-mmio-device.js';
 
 /** What the host sends a nested table when its stage-2 view shrank: drop every cached entry. */
@@ -98,6 +99,15 @@ function recordingBackends(backends: readonly NestedTableBackend[], tables: Map<
 }
 
 export function virtioIommu(options: VirtioIommuSpecOptions): VirtioIommuSpec {
+  // The machine's DMA engines translate whole 4 KiB pages (DMA_PAGE_SIZE): a finer MAP granule
+  // would let a mapping end inside a page the engine then reads or writes in full.
+  const mask = options.pageSizeMask;
+  if (typeof mask === 'bigint' && mask > 0n && (mask & -mask) < BigInt(DMA_PAGE_SIZE)) {
+    throw new VmmError(
+      'EINVAL',
+      `virtio-iommu pageSizeMask 0x${mask.toString(16)} allows mappings smaller than the 4 KiB pages the VMM's DMA engines translate; clear its bits below bit 12`,
+    );
+  }
   let device: VirtioIommuDevice | null = null;
   const tables = new Map<number, NestedTable>();
   const name = options.name ?? 'virtio-iommu';
