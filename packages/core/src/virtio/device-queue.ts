@@ -2,16 +2,15 @@ import { hex, VmmError } from '../errors.js';
 import type { MemoryBank } from '../memory/bank.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { ReusableChain } from './chain.js';
+import { ChainWalker } from './chain-walker.js';
 import {
   AVAIL_FLAGS as AVAIL_FLAGS_,
   AVAIL_IDX as AVAIL_IDX_,
   AVAIL_RING as AVAIL_RING_,
   availEventOffset,
   availRingBytes,
-  DESC_SIZE as DESC_SIZE_,
   descTableBytes,
   layoutProblem,
-  MAX_CHAIN_BUFFERS,
   needEvent as needEvent_,
   USED_ELEM_SIZE as USED_ELEM_SIZE_,
   USED_FLAGS as USED_FLAGS_,
@@ -20,12 +19,9 @@ import {
   usedEventOffset,
   usedRingBytes,
   VIRTQ_AVAIL_F_NO_INTERRUPT as VIRTQ_AVAIL_F_NO_INTERRUPT_,
-  VIRTQ_DESC_F_INDIRECT as VIRTQ_DESC_F_INDIRECT_,
-  VIRTQ_DESC_F_NEXT as VIRTQ_DESC_F_NEXT_,
-  VIRTQ_DESC_F_WRITE as VIRTQ_DESC_F_WRITE_,
   VIRTQ_USED_F_NO_NOTIFY as VIRTQ_USED_F_NO_NOTIFY_,
 } from './layout.js';
-import type { ChainErrorKind, DeviceQueueApi, PopResult } from './queue-api.js';
+import type { DeviceQueueApi, PopResult } from './queue-api.js';
 import { RingArea } from './ring-area.js';
 import type { QueueFeatures, QueueLayout } from './types.js';
 
@@ -35,23 +31,13 @@ const AVAIL_FLAGS = AVAIL_FLAGS_;
 const needEvent = needEvent_;
 const AVAIL_IDX = AVAIL_IDX_;
 const AVAIL_RING = AVAIL_RING_;
-const DESC_SIZE = DESC_SIZE_;
 const USED_ELEM_SIZE = USED_ELEM_SIZE_;
 const USED_FLAGS = USED_FLAGS_;
 const USED_IDX = USED_IDX_;
 const USED_RING = USED_RING_;
 const VIRTQ_AVAIL_F_NO_INTERRUPT = VIRTQ_AVAIL_F_NO_INTERRUPT_;
-const VIRTQ_DESC_F_INDIRECT = VIRTQ_DESC_F_INDIRECT_;
-const VIRTQ_DESC_F_NEXT = VIRTQ_DESC_F_NEXT_;
-const VIRTQ_DESC_F_WRITE = VIRTQ_DESC_F_WRITE_;
 const VIRTQ_USED_F_NO_NOTIFY = VIRTQ_USED_F_NO_NOTIFY_;
 
-/** virtio 1.2 §2.7.5.2: a chain may not be longer than 2^32 bytes in total. */
-const MAX_CHAIN_BYTES = 2 ** 32;
-/** `next` is a le16, so entries of an indirect table past 65536 can never be reached. */
-const MAX_INDIRECT_ENTRIES = 65536;
-/** Addresses at or above 2^53 (high word ≥ 2^21) cannot be guest-physical addresses here. */
-const MAX_ADDR_HIGH = 0x200000;
 /** Segment objects created up front; more are added only for unusually long chains. */
 const INITIAL_SEGMENTS = 64;
 
@@ -81,16 +67,14 @@ export class DeviceQueue implements DeviceQueueApi {
   readonly features: QueueFeatures;
   private readonly memory: GuestMemory;
   private readonly onBroken: ((reason: string) => void) | undefined;
-  private readonly desc: RingArea;
   private readonly avail: RingArea;
   private readonly used: RingArea;
   private readonly usedEventAt: number;
   private readonly availEventAt: number;
   private readonly chain: ReusableChain;
+  private readonly walker: ChainWalker;
   private readonly okResult: { ok: true; chain: ReusableChain };
   private readonly sizeMask: number;
-  /** Buffers a chain may hold (see MAX_CHAIN_BUFFERS). */
-  private readonly maxBuffers: number;
   private lastAvail = 0;
   private nextUsed = 0;
   /** `used.idx` at the last `needsInterrupt` call: the `old` of the EVENT_IDX rule. */
@@ -103,8 +87,6 @@ export class DeviceQueue implements DeviceQueueApi {
   /** Last value written to avail_event (-1: none), to skip redundant stores. */
   private availEventPublished = -1;
   private brokenReason: string | null = null;
-  /** Detail of the last refused chain (set by `fail`). */
-  private errorDetail = '';
   private readonly onBankRemoved: (bank: MemoryBank) => void;
 
   constructor(
@@ -133,13 +115,12 @@ export class DeviceQueue implements DeviceQueueApi {
     this.onBroken = onBroken;
     this.size = size;
     this.sizeMask = size - 1;
-    this.maxBuffers = features.indirect ? Math.max(size, MAX_CHAIN_BUFFERS) : size;
-    this.desc = desc;
     this.avail = avail;
     this.used = used;
     this.usedEventAt = usedEventOffset(size);
     this.availEventAt = availEventOffset(size);
     this.chain = new ReusableChain(memory, Math.min(size, INITIAL_SEGMENTS));
+    this.walker = new ChainWalker(memory, desc, size, features.indirect, this.chain);
     this.okResult = { ok: true, chain: this.chain };
     // A ring whose bank is unplugged must not be touched again (the views would outlive the bank).
     this.onBankRemoved = (bank) => {
@@ -224,141 +205,14 @@ export class DeviceQueue implements DeviceQueueApi {
     const head = this.avail.view.getUint16(this.avail.offset + AVAIL_RING + 2 * slot, true);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     this.inFlight++;
-    const error = this.walk(head);
+    const error = this.walker.walk(head);
     if (error === null) return this.okResult;
-    return { ok: false, head, error, detail: this.errorDetail };
+    return { ok: false, head, error, detail: this.walker.errorDetail };
   }
 
   private publishAvailEvent(): void {
     this.availEventPublished = this.lastAvail;
     this.used.storeU16(this.availEventAt, this.lastAvail);
-  }
-
-  private fail(kind: ChainErrorKind, detail: string): ChainErrorKind {
-    this.errorDetail = detail;
-    return kind;
-  }
-
-  /** Walks the chain at `head` into the reusable chain object; returns why it was refused, or `null`. */
-  private walk(head: number): ChainErrorKind | null {
-    const chain = this.chain;
-    chain.reset(head);
-    const memory = this.memory;
-    const indirectAllowed = this.features.indirect;
-    let view = this.desc.view;
-    let tableOffset = this.desc.offset;
-    let tableSize = this.size;
-    let inIndirect = false;
-    // virtio 1.2 §2.7.5.3.1 / §2.7.5.2: a chain has at most as many descriptors as its table, so
-    // a walk that needs more has looped.
-    let budget = tableSize;
-    let index = head;
-    let total = 0;
-    let buffers = 0;
-    let seenWritable = false;
-    if (index >= tableSize) {
-      return this.fail('head-out-of-range', `head ${index} is not below the queue size ${tableSize}`);
-    }
-    for (;;) {
-      if (budget-- === 0) {
-        return this.fail(
-          'loop',
-          `chain at head ${head} visits more than ${tableSize} descriptors${inIndirect ? ' of its indirect table' : ''}`,
-        );
-      }
-      const at = tableOffset + DESC_SIZE * index;
-      const addrLow = view.getUint32(at, true);
-      const addrHigh = view.getUint32(at + 4, true);
-      const len = view.getUint32(at + 8, true);
-      const flags = view.getUint16(at + 12, true);
-      const next = view.getUint16(at + 14, true);
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // virtio 1.2 §2.7.5.3.1: only when negotiated, never nested, never together with NEXT.
-        if (!indirectAllowed) {
-          return this.fail(
-            'indirect-not-negotiated',
-            `descriptor ${index} is indirect but INDIRECT_DESC was not negotiated`,
-          );
-        }
-        if (inIndirect)
-          return this.fail('nested-indirect', `indirect table entry ${index} points to another table`);
-        if ((flags & VIRTQ_DESC_F_NEXT) !== 0) {
-          return this.fail('indirect-with-next', `descriptor ${index} sets both INDIRECT and NEXT`);
-        }
-        // virtio 1.2 §2.7.5.3.2: the table length is a non-zero multiple of 16 bytes.
-        if (len === 0 || len % DESC_SIZE !== 0 || len / DESC_SIZE > MAX_INDIRECT_ENTRIES) {
-          return this.fail(
-            'indirect-bad-length',
-            `indirect table length ${len} is not a multiple of 16 from 16 to 1 MiB`,
-          );
-        }
-        if (addrHigh >= MAX_ADDR_HIGH) {
-          return this.fail(
-            'buffer-not-in-ram',
-            `indirect table at 0x${addrHigh.toString(16)}_${addrLow.toString(16).padStart(8, '0')} is beyond guest memory`,
-          );
-        }
-        const tableGpa = addrHigh * 0x100000000 + addrLow;
-        // The walker indexes the bank directly, so the table must lie in one RAM bank.
-        const bank = memory.ramBank(tableGpa, len, 'read');
-        if (bank === null) {
-          return this.fail(
-            'buffer-not-in-ram',
-            `indirect table ${hex(tableGpa)}+${len} is not inside one RAM bank`,
-          );
-        }
-        // virtio 1.2 §2.7.5.3.1: the WRITE flag of the descriptor pointing to the table is ignored.
-        view = bank.view;
-        tableOffset = tableGpa - bank.gpa;
-        tableSize = len / DESC_SIZE;
-        budget = tableSize;
-        inIndirect = true;
-        index = 0;
-        continue;
-      }
-      // virtio 1.2 §2.7.5.3.1 (chain length; MAX_CHAIN_BUFFERS says why 1024 with INDIRECT): a
-      // 65536-entry table shared by many heads must not cost millions of steps per notification.
-      if (++buffers > this.maxBuffers) {
-        return this.fail(
-          'chain-too-long',
-          `chain at head ${head} holds more than ${this.maxBuffers} buffers`,
-        );
-      }
-      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (writable) seenWritable = true;
-      else if (seenWritable) {
-        // virtio 1.2 §2.7.5.2: device-writable descriptors come after all device-readable ones.
-        return this.fail('readable-after-writable', `readable descriptor ${index} follows a writable one`);
-      }
-      total += len;
-      if (total > MAX_CHAIN_BYTES) {
-        return this.fail('chain-too-long', `chain at head ${head} holds more than 4 GiB`);
-      }
-      if (len !== 0) {
-        if (addrHigh >= MAX_ADDR_HIGH) {
-          return this.fail('buffer-not-in-ram', `descriptor ${index} addresses beyond guest memory`);
-        }
-        const addr = addrHigh * 0x100000000 + addrLow;
-        // Buffers must be guest RAM the device may access in that direction (never device or
-        // reserved banks, never read-only memory for a writable buffer).
-        const access = writable ? 'write' : 'read';
-        // One RAM bank holding the whole buffer is the common case; the full check also accepts
-        // a buffer that spans adjacent RAM banks.
-        if (memory.ramBank(addr, len, access) === null && !memory.isAccessible(addr, len, access)) {
-          return this.fail(
-            'buffer-not-in-ram',
-            `${writable ? 'writable' : 'readable'} buffer ${hex(addr)}+${len} of descriptor ${index} is not guest RAM`,
-          );
-        }
-        if (writable) chain.addWritable(addr, len);
-        else chain.addReadable(addr, len);
-      }
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return null;
-      if (next >= tableSize) {
-        return this.fail('next-out-of-range', `descriptor ${index} links to ${next}, not below ${tableSize}`);
-      }
-      index = next;
-    }
   }
 
   /**
