@@ -8,8 +8,9 @@ import {
   USED_ALIGN,
   usedRingBytes,
 } from './layout.js';
+import { VirtioMmioReg } from './mmio-registers.js';
 import { RingArea } from './ring-area.js';
-import type { QueueLayout } from './types.js';
+import { DeviceStatus, type QueueLayout } from './types.js';
 
 /** Bits of `QueueRegisters.wrote`: which address registers were written since reset. */
 const WROTE_ALL = 7;
@@ -71,5 +72,82 @@ export class QueueRegisters {
       }
     }
     return null;
+  }
+}
+
+/**
+ * The queue half of the register file (virtio 1.2 §4.2.2): QueueSel and the registers of every
+ * queue behind it. Writes are taken only while the driver sets the device up, which the
+ * transport's Status register (`status`) tells.
+ */
+export class QueueRegisterFile {
+  /** QueueSel. */
+  selected = 0;
+  readonly queues: QueueRegisters[];
+
+  constructor(private readonly device: { readonly queueMaxSizes: readonly number[] }) {
+    this.queues = device.queueMaxSizes.map(() => new QueueRegisters());
+  }
+
+  /** QueueNumMax. */
+  readNumMax(): number {
+    // 0 tells the driver the selected queue does not exist.
+    const max = this.device.queueMaxSizes[this.selected];
+    return this.queues[this.selected] === undefined || max === undefined ? 0 : max >>> 0;
+  }
+
+  /** QueueReady. */
+  readReady(): number {
+    return this.queues[this.selected]?.ready ? 1 : 0;
+  }
+
+  /** QueueNum. */
+  writeNum(status: number, value: number): void {
+    const q = this.writable(status);
+    if (q !== null) q.num = value;
+  }
+
+  /** QueueDescLow … QueueDeviceHigh, at `offset` in the register file. */
+  writeAddress(status: number, offset: number, value: number): void {
+    const q = this.writable(status);
+    if (q === null) return;
+    const slot = ((offset - VirtioMmioReg.QUEUE_DESC_LOW) >>> 4) * 2 + ((offset >>> 2) & 1);
+    q.addr[slot] = value;
+    q.wrote |= 1 << (slot >>> 1);
+  }
+
+  /** QueueReady: why enabling the selected queue was refused, or `null` (done, or nothing to do). */
+  writeReady(status: number, value: number, memory: GuestMemory): string | null {
+    const index = this.selected;
+    const q = this.queues[index];
+    if (q === undefined) return null;
+    if ((status & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) !== 0) return null;
+    if (value === 0) {
+      q.ready = false;
+      return null;
+    }
+    if (value !== 1 || q.ready) return null;
+    // virtio 1.2 §3.1.1: queues are set up after FEATURES_OK, so the ring format is known.
+    const problem =
+      (status & DeviceStatus.FEATURES_OK) === 0
+        ? 'QueueReady before FEATURES_OK'
+        : q.problem(memory, this.device.queueMaxSizes[index]!);
+    if (problem === null) q.ready = true;
+    return problem;
+  }
+
+  /** Device reset: QueueSel and every queue's registers back to 0. */
+  clear(): void {
+    for (const q of this.queues) q.clear();
+    this.selected = 0;
+  }
+
+  /** The selected queue if its registers may be written: before DRIVER_OK and while not ready. */
+  private writable(status: number): QueueRegisters | null {
+    const q = this.queues[this.selected];
+    if (q === undefined || q.ready) return null;
+    // virtio 1.2 §4.2.3.2: queues are configured during initialisation, before DRIVER_OK.
+    if ((status & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) !== 0) return null;
+    return q;
   }
 }

@@ -1,7 +1,9 @@
 import { TypedEmitter } from '../events.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DeviceQueue } from './device-queue.js';
-import { QueueRegisters } from './mmio-queue-registers.js';
+import { ActiveQueues } from './mmio-active-queues.js';
+import { FeatureRegisters } from './mmio-feature-registers.js';
+import { QueueRegisterFile } from './mmio-queue-registers.js';
 import {
   VirtioMmioReg as Reg,
   VIRTIO_MMIO_MAGIC,
@@ -44,23 +46,15 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   private readonly interrupt: InterruptLine;
   /** Features offered to the driver: the device's plus VERSION_1, minus what this transport lacks. */
   readonly offeredFeatures: bigint;
-  private readonly offeredHalves: Uint32Array;
-  private readonly queueRegs: QueueRegisters[];
+  private readonly featureRegs: FeatureRegisters;
+  private readonly queueRegs: QueueRegisterFile;
   private statusReg = 0;
-  private deviceFeaturesSel = 0;
-  private driverFeaturesSel = 0;
-  private readonly driverFeatureHalves = new Uint32Array(2);
   private negotiated = 0n;
-  private queueSel = 0;
   private interruptStatusReg = 0;
   private generation = 0;
-  private queues: (DeviceQueue | undefined)[] = [];
   /** Bumped on reset, so callbacks of an earlier activation are ignored. */
   private epoch = 0;
-  /** Whether a host thread is polling (`startPolling` … `stopPolling`). */
-  private polling = false;
-  /** Queues notified while the host polls: their notifications are held off, the host watches them. */
-  private polled: number[] = [];
+  private readonly active: ActiveQueues;
 
   constructor(device: VirtioDevice<DeviceQueue>, options: VirtioMmioTransportOptions) {
     super();
@@ -71,11 +65,9 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     this.size = Math.max(0x200, Math.ceil((Reg.CONFIG + device.configSize) / 0x100) * 0x100);
     this.offeredFeatures =
       (device.deviceFeatures | featureBit(VirtioFeature.VERSION_1)) & ~UNSUPPORTED_FEATURES;
-    this.offeredHalves = new Uint32Array([
-      Number(this.offeredFeatures & 0xffffffffn),
-      Number((this.offeredFeatures >> 32n) & 0xffffffffn),
-    ]);
-    this.queueRegs = device.queueMaxSizes.map(() => new QueueRegisters());
+    this.featureRegs = new FeatureRegisters(this.offeredFeatures);
+    this.queueRegs = new QueueRegisterFile(device);
+    this.active = new ActiveQueues(device, (error) => this.deviceFailed(error));
   }
 
   /** The Status register. */
@@ -95,7 +87,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
 
   /** The queues handed to the device at DRIVER_OK (empty before). */
   get activeQueues(): readonly (DeviceQueue | undefined)[] {
-    return this.queues;
+    return this.active.list;
   }
 
   read(offset: number, size: 1 | 2 | 4 | 8): number {
@@ -113,14 +105,11 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
       case Reg.VENDOR_ID:
         return this.device.vendorId >>> 0;
       case Reg.DEVICE_FEATURES:
-        return this.deviceFeaturesSel < 2 ? this.offeredHalves[this.deviceFeaturesSel]! : 0;
-      case Reg.QUEUE_NUM_MAX: {
-        // 0 tells the driver the selected queue does not exist.
-        const max = this.device.queueMaxSizes[this.queueSel];
-        return this.queueRegs[this.queueSel] === undefined || max === undefined ? 0 : max >>> 0;
-      }
+        return this.featureRegs.readDeviceFeatures();
+      case Reg.QUEUE_NUM_MAX:
+        return this.queueRegs.readNumMax();
       case Reg.QUEUE_READY:
-        return this.queueRegs[this.queueSel]?.ready ? 1 : 0;
+        return this.queueRegs.readReady();
       case Reg.INTERRUPT_STATUS:
         return this.interruptStatusReg;
       case Reg.STATUS:
@@ -148,28 +137,25 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     if (size !== 4 || offset % 4 !== 0) return;
     switch (offset) {
       case Reg.DEVICE_FEATURES_SEL:
-        this.deviceFeaturesSel = v;
+        this.featureRegs.deviceSel = v;
         return;
       case Reg.DRIVER_FEATURES:
-        // virtio 1.2 §2.2.1: the feature set is fixed once FEATURES_OK was written.
-        if ((this.statusReg & DeviceStatus.FEATURES_OK) === 0 && this.driverFeaturesSel < 2) {
-          this.driverFeatureHalves[this.driverFeaturesSel] = v;
-        }
+        this.featureRegs.writeDriverFeatures(this.statusReg, v);
         return;
       case Reg.DRIVER_FEATURES_SEL:
-        this.driverFeaturesSel = v;
+        this.featureRegs.driverSel = v;
         return;
       case Reg.QUEUE_SEL:
-        this.queueSel = v;
+        this.queueRegs.selected = v;
         return;
-      case Reg.QUEUE_NUM: {
-        const q = this.writableQueue();
-        if (q !== null) q.num = v;
+      case Reg.QUEUE_NUM:
+        this.queueRegs.writeNum(this.statusReg, v);
+        return;
+      case Reg.QUEUE_READY: {
+        const problem = this.queueRegs.writeReady(this.statusReg, v, this.memory);
+        if (problem !== null) this.emit('queueRefused', this.queueRegs.selected, problem);
         return;
       }
-      case Reg.QUEUE_READY:
-        this.writeQueueReady(v);
-        return;
       case Reg.QUEUE_NOTIFY:
         this.queueNotify(v);
         return;
@@ -185,14 +171,9 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
       case Reg.QUEUE_DRIVER_LOW:
       case Reg.QUEUE_DRIVER_HIGH:
       case Reg.QUEUE_DEVICE_LOW:
-      case Reg.QUEUE_DEVICE_HIGH: {
-        const q = this.writableQueue();
-        if (q === null) return;
-        const slot = ((offset - Reg.QUEUE_DESC_LOW) >>> 4) * 2 + ((offset >>> 2) & 1);
-        q.addr[slot] = v;
-        q.wrote |= 1 << (slot >>> 1);
+      case Reg.QUEUE_DEVICE_HIGH:
+        this.queueRegs.writeAddress(this.statusReg, offset, v);
         return;
-      }
       default:
         return;
     }
@@ -244,53 +225,15 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     }
   }
 
-  /** The selected queue if its registers may be written: before DRIVER_OK and while not ready. */
-  private writableQueue(): QueueRegisters | null {
-    const q = this.queueRegs[this.queueSel];
-    if (q === undefined || q.ready) return null;
-    // virtio 1.2 §4.2.3.2: queues are configured during initialisation, before DRIVER_OK.
-    if ((this.statusReg & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) !== 0) return null;
-    return q;
-  }
-
-  private writeQueueReady(value: number): void {
-    const index = this.queueSel;
-    const q = this.queueRegs[index];
-    if (q === undefined) return;
-    if ((this.statusReg & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) !== 0) return;
-    if (value === 0) {
-      q.ready = false;
-      return;
-    }
-    if (value !== 1 || q.ready) return;
-    // virtio 1.2 §3.1.1: queues are set up after FEATURES_OK, so the ring format is known.
-    const problem =
-      (this.statusReg & DeviceStatus.FEATURES_OK) === 0
-        ? 'QueueReady before FEATURES_OK'
-        : q.problem(this.memory, this.device.queueMaxSizes[index]!);
-    if (problem !== null) {
-      this.emit('queueRefused', index, problem);
-      return;
-    }
-    q.ready = true;
-  }
-
   private queueNotify(index: number): void {
     // virtio 1.2 §2.1.2 / §3.1: notifications only mean something once the device is live.
     if ((this.statusReg & DeviceStatus.DRIVER_OK) === 0) return;
     if ((this.statusReg & DeviceStatus.DEVICE_NEEDS_RESET) !== 0) return;
-    const queue = this.queues[index];
-    if (queue === undefined) return;
-    if (this.polling && !this.polled.includes(index) && this.device.busyPollQueues?.includes(index)) {
-      // The host polls from now on: the driver need not notify this queue until it stops.
-      queue.holdNotifications(true);
-      this.polled.push(index);
-    }
-    this.notifyDevice(index);
+    this.active.notify(index);
   }
 
   startPolling(): void {
-    this.polling = true;
+    this.active.startPolling();
   }
 
   /**
@@ -299,9 +242,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
    * device took.
    */
   poll(): number {
-    const polled = this.polled;
-    if (polled.length === 0 || !this.live()) return 0;
-    return this.runAvailable(polled);
+    return this.live() ? this.active.poll() : 0;
   }
 
   /**
@@ -310,27 +251,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
    * notification (virtio 1.2 §2.7.10). Returns the chains the device took.
    */
   stopPolling(): number {
-    this.polling = false;
-    if (this.polled.length === 0) return 0;
-    const polled = this.polled;
-    this.polled = [];
-    for (const index of polled) this.queues[index]?.holdNotifications(false);
-    if (!this.live()) return 0;
-    return this.runAvailable(polled);
-  }
-
-  /** Runs the device for each of `indexes` whose queue has buffers available; returns the chains it took. */
-  private runAvailable(indexes: readonly number[]): number {
-    let done = 0;
-    for (let i = 0; i < indexes.length; i++) {
-      const index = indexes[i]!;
-      const queue = this.queues[index];
-      if (queue === undefined || !queue.hasAvailable()) continue;
-      const before = queue.nextAvailIndex;
-      this.notifyDevice(index);
-      done += (queue.nextAvailIndex - before) & 0xffff;
-    }
-    return done;
+    return this.active.stopPolling(this.live());
   }
 
   /** virtio 1.2 §2.1.2 / §3.1: the device runs only between DRIVER_OK and a reset or NEEDS_RESET. */
@@ -338,14 +259,6 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     return (
       (this.statusReg & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) === DeviceStatus.DRIVER_OK
     );
-  }
-
-  private notifyDevice(index: number): void {
-    try {
-      this.device.notify(index);
-    } catch (error) {
-      this.deviceFailed(error);
-    }
   }
 
   private writeStatus(value: number): void {
@@ -369,7 +282,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   }
 
   private tryFeaturesOk(): void {
-    const features = BigInt(this.driverFeatureHalves[0]!) | (BigInt(this.driverFeatureHalves[1]!) << 32n);
+    const features = this.featureRegs.driverFeatures();
     const problem = this.featuresProblem(features);
     if (problem !== null) {
       // virtio 1.2 §2.2.2 / §3.1.1: refused features leave FEATURES_OK clear for the driver to see.
@@ -405,7 +318,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
     const features = this.negotiated;
     let queues: (DeviceQueue | undefined)[];
     try {
-      queues = createDeviceQueues(this.queueRegs, this.memory, features, (index, reason) => {
+      queues = createDeviceQueues(this.queueRegs.queues, this.memory, features, (index, reason) => {
         if (this.epoch === epoch) this.needsReset(`queue ${index}: ${reason}`);
       });
     } catch (error) {
@@ -413,7 +326,7 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
       this.needsReset(`queue memory vanished before DRIVER_OK: ${String(error)}`);
       return;
     }
-    this.queues = queues;
+    this.active.list = queues;
     this.statusReg |= DeviceStatus.DRIVER_OK;
     const activation: VirtioActivation<DeviceQueue> = {
       memory: this.memory,
@@ -451,16 +364,11 @@ export class VirtioMmioTransport extends TypedEmitter<VirtioMmioTransportEvents>
   /** virtio 1.2 §4.2.2.1: writing 0 to Status resets the device and every register. */
   private reset(): void {
     this.epoch++;
-    for (const queue of this.queues) queue?.dispose();
-    this.queues = [];
-    this.polled = [];
-    for (const q of this.queueRegs) q.clear();
+    this.active.dispose();
+    this.queueRegs.clear();
     this.statusReg = 0;
-    this.deviceFeaturesSel = 0;
-    this.driverFeaturesSel = 0;
-    this.driverFeatureHalves.fill(0);
+    this.featureRegs.clear();
     this.negotiated = 0n;
-    this.queueSel = 0;
     const hadInterrupt = this.interruptStatusReg !== 0;
     this.interruptStatusReg = 0;
     if (hadInterrupt) this.interrupt.lower?.();
