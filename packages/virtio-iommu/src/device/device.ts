@@ -296,10 +296,10 @@ export class VirtioIommuDevice extends TypedEmitter<VirtioIommuEvents> implement
 
   /**
    * Translates up to `count` consecutive IOVA pages from `firstPage` into `pas` (guest-physical
-   * addresses of the pages, from index 0) and returns how many translated; it stops at the first
-   * page that does not and reports no fault for it (translate that page with
-   * `translateIovaPage` when the DMA reaches it: that one reports). For devices that know how
-   * far their DMA goes: one call a run of pages.
+   * addresses of the pages, from index 0) and returns how many translated. It stops at the first
+   * page that does not translate, or is not one translation over all of its 4 KiB, and reports
+   * no fault for it: translate that page with `translateIovaPage` when the DMA reaches it (that
+   * one reports). For devices that know how far their DMA goes: one call a run of pages.
    */
   translateIovaPages(
     endpoint: number,

@@ -115,7 +115,8 @@ describe('translation of page runs', () => {
     const out = createPageTranslation();
     const pas = new Float64Array(1);
     for (let round = 0; round < 2; round++) {
-      expect(h.device.translateIovaPages(1, NO_PASID, 5, 1, DmaAccess.READ, pas)).toBe(1);
+      // Half a page is not a page a DMA may move whole.
+      expect(h.device.translateIovaPages(1, NO_PASID, 5, 1, DmaAccess.READ, pas)).toBe(0);
       expect(h.device.translatePage(1, NO_PASID, 0x5010, DmaAccess.READ, out)).toBe(true);
       expect(h.device.translatePage(1, NO_PASID, 0x5810, DmaAccess.READ, out)).toBe(false);
       expect(out.reason).toBe(FaultReason.MAPPING);

@@ -212,9 +212,9 @@ export class Translator {
   }
 
   /**
-   * Translates up to `count` consecutive IOVA pages from `firstPage` (byte 0 of each) into
-   * `pas[0..]` and returns how many translated, stopping at the first that does not (or whose
-   * address is 2^53 or above). Reports no fault: the caller asks for that page again with
+   * Translates up to `count` consecutive IOVA pages from `firstPage` into `pas[0..]` (the
+   * address of each page's byte 0) and returns how many translated, stopping at the first that
+   * does not, is not one translation over all its 4 KiB, or lies at 2^53 or above. Reports no fault: the caller asks for that page again with
    * `translatePage` when it gets there, so faults reach the guest in the order a device meets
    * them, and a page never used is never reported. Translating ahead is what an IOTLB
    * prefetch does; no translation here has a side effect beyond the caches.
@@ -239,7 +239,10 @@ export class Translator {
       const page = firstPage + i;
       const hi = Math.floor(page / TWO_POW_20);
       const lo = (page - hi * TWO_POW_20) * PAGE_SIZE;
-      if (!this.translate(endpointId, pasid, lo, hi, access, out, false) || out.pa < 0) return i;
+      const ok = this.translate(endpointId, pasid, lo, hi, access, out, false);
+      // A page that is not one translation from its first byte to its last (a mapping finer
+      // than 4 KiB ends in it) is for the caller to look at alone.
+      if (!ok || out.pa < 0 || out.length < PAGE_SIZE) return i;
       pas[i++] = out.pa;
     }
     return count;

@@ -11,11 +11,12 @@ import {
 import {
   createPageTranslation,
   createVirtioIommuDevice,
+  type PageTranslation,
   type VirtioIommuDevice,
   type VirtioIommuDeviceOptions,
 } from '@vmmkit/virtio-iommu';
 import type { DeviceSpec } from '../devices.js';
-import { DMA_PAGE_SIZE, type DmaTranslator } from '../dma/translator.js';
+import { DMA_PAGE_SIZE, type DmaPage, type DmaTranslator } from '../dma/translator.js';
 import { virtioMmioDevice } from './virtio-mmio-device.js';
 
 /** What the host sends a nested table when its stage-2 view shrank: drop every cached entry. */
@@ -28,7 +29,10 @@ const FLUSH_EVERYTHING: NestedInvalidation = {
   granule: 12,
 };
 
-/** The virtio-iommu's page translate as DMA devices see it; faults go to its event queue. */
+/**
+ * The virtio-iommu's page translate as DMA devices see it; faults go to its event queue. A page
+ * is handed out only when all its 4 KiB translate, contiguously, for the access.
+ */
 export function virtioIommuTranslator(device: VirtioIommuDevice): DmaTranslator {
   const out = createPageTranslation();
   return {
@@ -40,12 +44,45 @@ export function virtioIommuTranslator(device: VirtioIommuDevice): DmaTranslator 
       }
       // pa is -1 when the output address is 2^53 or above: no guest RAM is there.
       page.pa = out.pa < 0 ? Number.MAX_SAFE_INTEGER : out.pa;
-      return true;
+      if (out.length >= DMA_PAGE_SIZE) return true;
+      return wholePage(device, endpoint, pasid, iovaPage, access, page, out);
     },
     translatePages(endpoint, pasid, firstPage, count, access, pas) {
       return device.translateIovaPages(endpoint, pasid, firstPage, count, access, pas);
     },
   };
+}
+
+/**
+ * A page whose first translation ends inside it (a MAP granule below 4 KiB, set with
+ * `device.configure`): each further piece is translated as the device reaches it, and reported
+ * if it faults. The page is refused, unreported, when the pieces are not contiguous: the engine
+ * moves a page as one block.
+ */
+function wholePage(
+  device: VirtioIommuDevice,
+  endpoint: number,
+  pasid: number,
+  iovaPage: number,
+  access: DmaAccess,
+  page: DmaPage,
+  out: PageTranslation,
+): boolean {
+  const hi = Math.floor(iovaPage / 2 ** 20);
+  const lo = (iovaPage - hi * 2 ** 20) * DMA_PAGE_SIZE;
+  const first = page.pa;
+  // Each piece is at least one byte long, so this ends within 4096 translations.
+  for (let at = out.length; at < DMA_PAGE_SIZE; at += out.length) {
+    if (!device.translatePageHalves(endpoint, pasid, lo + at, hi, access, out)) {
+      page.fault = out.reason;
+      return false;
+    }
+    if (out.pa !== first + at || out.length < 1) {
+      page.fault = 0;
+      return false;
+    }
+  }
+  return true;
 }
 
 export type VirtioIommuSpecOptions = Omit<VirtioIommuDeviceOptions, 'nestedBackends'> & {
@@ -99,8 +136,8 @@ function recordingBackends(backends: readonly NestedTableBackend[], tables: Map<
 }
 
 export function virtioIommu(options: VirtioIommuSpecOptions): VirtioIommuSpec {
-  // The machine's DMA engines translate whole 4 KiB pages (DMA_PAGE_SIZE): a finer MAP granule
-  // would let a mapping end inside a page the engine then reads or writes in full.
+  // The machine's DMA engines move whole 4 KiB pages (DMA_PAGE_SIZE). With a finer MAP granule a
+  // page can be mapped in pieces, which the translator must refuse (see wholePage): say so now.
   const mask = options.pageSizeMask;
   if (typeof mask === 'bigint' && mask > 0n && (mask & -mask) < BigInt(DMA_PAGE_SIZE)) {
     throw new VmmError(
