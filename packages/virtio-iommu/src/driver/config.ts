@@ -2,9 +2,25 @@
  * Feature negotiation and configuration reading as the Linux driver does them
  * (drivers/iommu/virtio-iommu.c `viommu_probe`), plus the nested extension bit.
  */
-import { featureBit, hex, type MmioAccessor, VirtioFeature, VirtioMmioReg, VmmError } from '@vmmkit/core';
-import { ConfigOffset, IommuFeature } from '../protocol/constants.js';
+import {
+  type DriverQueue,
+  featureBit,
+  hex,
+  type MmioAccessor,
+  VirtioFeature,
+  type VirtioMmioDriver,
+  VirtioMmioReg,
+  VmmError,
+} from '@vmmkit/core';
+import {
+  ConfigOffset,
+  EventQueue,
+  IommuFeature,
+  RequestQueue,
+  VIRTIO_IOMMU_DEVICE_ID,
+} from '../protocol/constants.js';
 import { U64_MAX } from '../protocol/u64.js';
+import type { VirtioIommuDriverOptions } from './driver-options.js';
 
 /** What the driver asks for: Linux's list, the ring features its virtio core uses, and ATTACH_TABLE. */
 export const DRIVER_FEATURES: bigint =
@@ -141,4 +157,45 @@ export function defaultQueueSize(mmio: MmioAccessor, base: number, index: number
   const max = mmio.read32(base + VirtioMmioReg.QUEUE_NUM_MAX) >>> 0;
   if (max === 0 || max >= preferred) return preferred;
   return 2 ** Math.floor(Math.log2(max));
+}
+
+/** A device `startIommu` brought up: the negotiated features, the configuration and both queues. */
+export interface StartedIommu {
+  /** Negotiated feature bits, transport bits included. */
+  featureBits: bigint;
+  features: IommuFeatures;
+  config: IommuConfig;
+  queues: DriverQueue[];
+}
+
+/**
+ * `viommu_probe` up to the queues: checks that `transport` fronts a virtio-iommu, negotiates,
+ * sets up the request and event queues and reads the configuration. A device the driver cannot
+ * use is reset again before the error is thrown.
+ */
+export function startIommu(transport: VirtioMmioDriver, options: VirtioIommuDriverOptions): StartedIommu {
+  const { mmio, base } = options;
+  const id = transport.probe();
+  if (id !== VIRTIO_IOMMU_DEVICE_ID) {
+    throw new VmmError(
+      'ENOENT',
+      `no virtio-iommu at ${hex(base)}: ${id === null ? 'no virtio-mmio v2 device' : `device ID ${id}`}`,
+    );
+  }
+  const { features, queues } = transport.initialize({
+    wanted: options.features ?? DRIVER_FEATURES,
+    queueSizes: [
+      options.requestQueueSize ?? defaultQueueSize(mmio, base, RequestQueue, 256),
+      options.eventQueueSize ?? defaultQueueSize(mmio, base, EventQueue, 64),
+    ],
+  });
+  const decoded = decodeFeatures(features);
+  try {
+    const problem = featureProblem(decoded);
+    if (problem !== null) throw new VmmError('ENOSYS', `virtio-iommu at ${hex(base)}: ${problem}`);
+    return { featureBits: features, features: decoded, config: readIommuConfig(transport, decoded), queues };
+  } catch (error) {
+    transport.reset();
+    throw error;
+  }
 }

@@ -14,25 +14,9 @@ import {
   VirtioMmioInterrupt,
   VmmError,
 } from '@vmmkit/core';
-import {
-  ATTACH_F_BYPASS,
-  ConfigOffset,
-  EventQueue,
-  MapFlag,
-  RequestQueue,
-  VIRTIO_IOMMU_DEVICE_ID,
-} from '../protocol/constants.js';
-import { encodeProbe } from '../protocol/requests.js';
+import { ATTACH_F_BYPASS, ConfigOffset, EventQueue, MapFlag, RequestQueue } from '../protocol/constants.js';
 import { type BatchLimits, IommuBatch, type MappingObserver } from './batch.js';
-import {
-  DRIVER_FEATURES,
-  decodeFeatures,
-  defaultQueueSize,
-  featureProblem,
-  type IommuConfig,
-  type IommuFeatures,
-  readIommuConfig,
-} from './config.js';
+import { type IommuConfig, type IommuFeatures, startIommu } from './config.js';
 import { type DomainKind, DomainRegistry } from './domain-registry.js';
 import {
   type EndpointInfo,
@@ -41,6 +25,7 @@ import {
   type VirtioIommuDriverEvents,
   type VirtioIommuDriverOptions,
 } from './driver-options.js';
+import { EndpointProber } from './endpoint-probe.js';
 import { FaultQueue, type IgnoredEventReason, type IommuFault } from './fault-events.js';
 
 import { identityRanges } from './identity-map.js';
@@ -51,8 +36,6 @@ import {
   attachPageTable,
   type NestedPageTableDomain,
 } from './nested-pgtable.js';
-import { describeTableFormats, type EndpointProbe, parseProbeProperties } from './probe-parser.js';
-import { STATUS_NOT_WRITTEN, VirtioIommuRequestError } from './request-error.js';
 import { type CompletionWait, RequestRing } from './request-ring.js';
 
 export type { DomainKind, EndpointInfo, ServiceSource, VirtioIommuDriverEvents, VirtioIommuDriverOptions };
@@ -72,7 +55,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
   private readonly faults: FaultQueue;
   private readonly limits: BatchLimits;
   private readonly domains: DomainRegistry;
-  private readonly endpoints = new Map<number, EndpointInfo>();
+  private readonly prober: EndpointProber;
   private eventsPending = false;
   private readonly keepMappings: boolean;
   /** Keeps the mappings of `keepMappings` domains in step with what the device accepted. */
@@ -101,30 +84,11 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
         }
       : null;
     this.transport = new VirtioMmioDriver(mmio, base, memory, allocator);
-    const id = this.transport.probe();
-    if (id !== VIRTIO_IOMMU_DEVICE_ID) {
-      throw new VmmError(
-        'ENOENT',
-        `no virtio-iommu at ${hex(base)}: ${id === null ? 'no virtio-mmio v2 device' : `device ID ${id}`}`,
-      );
-    }
-    const { features, queues } = this.transport.initialize({
-      wanted: options.features ?? DRIVER_FEATURES,
-      queueSizes: [
-        options.requestQueueSize ?? defaultQueueSize(mmio, base, RequestQueue, 256),
-        options.eventQueueSize ?? defaultQueueSize(mmio, base, EventQueue, 64),
-      ],
-    });
-    this.featureBits = features;
-    this.features = decodeFeatures(features);
-    try {
-      const problem = featureProblem(this.features);
-      if (problem !== null) throw new VmmError('ENOSYS', `virtio-iommu at ${hex(base)}: ${problem}`);
-      this.config = readIommuConfig(this.transport, this.features);
-    } catch (error) {
-      this.transport.reset();
-      throw error;
-    }
+    const started = startIommu(this.transport, options);
+    const { queues } = started;
+    this.featureBits = started.featureBits;
+    this.features = started.features;
+    this.config = started.config;
     this.limits = {
       granule: this.config.granule,
       inputStart: this.config.inputRange.start,
@@ -161,6 +125,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
       this.features.attachTable,
     );
     this.faults.start();
+    this.prober = new EndpointProber(this.ring, this.features, this.config);
   }
 
   /** Whether a feature bit (device or transport) was negotiated. */
@@ -199,38 +164,7 @@ export class VirtioIommuDriver extends TypedEmitter<VirtioIommuDriverEvents> {
 
   /** PROBE for an endpoint (cached). Without F_PROBE the endpoint has no properties. */
   probeEndpoint(endpoint: number): EndpointInfo {
-    const cached = this.endpoints.get(endpoint);
-    if (cached) return cached;
-    let probe: EndpointProbe = { reservedRegions: [], tableFormats: [], skipped: [] };
-    if (this.features.probe && this.config.probeSize > 0) {
-      const readable = encodeProbe({ endpoint });
-      const size = this.config.probeSize;
-      let answer: { usedLength: number; written: Uint8Array };
-      try {
-        answer = this.ring.submitLarge(readable, size + 4);
-      } finally {
-        this.ring.settle();
-      }
-      const { usedLength, written } = answer;
-      // virtio 1.2 §5.13.6.1: the status is the last byte group of the writable part.
-      // A PROBE answer covers the whole writable part (virtio 1.2 §5.13.6.8: probe_size bytes of
-      // properties, then the tail); anything shorter did not deliver a status.
-      const status = usedLength < size + 4 ? STATUS_NOT_WRITTEN : written[size]!;
-      if (status !== 0) {
-        throw new VirtioIommuRequestError(status, { type: 'PROBE', index: 0, fields: { endpoint } });
-      }
-      probe = parseProbeProperties(written.subarray(0, size));
-    }
-    const info: EndpointInfo = {
-      id: endpoint,
-      probe,
-      formats: describeTableFormats(probe, {
-        pageSizeMask: this.config.pageSizeMask,
-        inputRange: this.config.inputRange,
-      }),
-    };
-    this.endpoints.set(endpoint, info);
-    return info;
+    return this.prober.probe(endpoint);
   }
 
   /** Allocates a domain ID within `domain_range`; the device creates the domain at the first attach. */
