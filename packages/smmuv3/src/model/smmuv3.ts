@@ -8,14 +8,15 @@
  */
 import { ErrorCode, type GuestMemory, hex, type TranslationStep, VmmError } from '@vmmkit/core';
 import { decodeCommand } from '../codec/command.js';
-import { EventClass, EventType, makeEvent } from '../codec/event.js';
+import { EventType } from '../codec/event.js';
 import { accessCodeOf, permBits, wordsOf } from './args.js';
 import { executeCommand } from './commands.js';
 import { checkRequest, checkSid, parseOptions, streamTableOf } from './config.js';
 import { BYPASS_CONTEXT, type S1Context, type SmmuParams } from './context.js';
 import { Iotlb } from './iotlb.js';
-import { ABORT_EVENT_TYPE, ContextResolver } from './resolver.js';
+import { ContextResolver } from './resolver.js';
 import { resultStep } from './result-step.js';
+import { TranslationFaults } from './translation-faults.js';
 import {
   type CommandResult,
   createStats,
@@ -31,12 +32,6 @@ import {
 import { POW2, WalkResult, walkStage1 } from './walk.js';
 
 const PAGE = 4096;
-const RECORD_GATED = new Set<number>([
-  EventType.F_TRANSLATION,
-  EventType.F_ADDR_SIZE,
-  EventType.F_ACCESS,
-  EventType.F_PERMISSION,
-]);
 
 export class Smmuv3 {
   readonly memory: GuestMemory;
@@ -60,6 +55,7 @@ export class Smmuv3 {
   /** null when the IOTLB is disabled (`features.iotlbEntries: 0`). */
   private readonly iotlb: Iotlb | null;
   private readonly resolver: ContextResolver;
+  private readonly faults: TranslationFaults;
   private readonly walkResult = new WalkResult();
   private readonly scratchOut = createTranslationOut();
   // One-entry memo of the last (sid, ssid) → context lookup; cleared by every CFGI.
@@ -94,6 +90,7 @@ export class Smmuv3 {
       granule64k: features.granule64k,
     };
     this.resolver = new ContextResolver(this.memory, params, this.counters);
+    this.faults = new TranslationFaults(this.counters, this.resolver, this.walkResult);
   }
 
   /** Live IOTLB entries (0 with the IOTLB disabled), for tests and diagnostics. */
@@ -222,7 +219,7 @@ export class Smmuv3 {
         // A cached leaf without the permission: a permission fault, as on a hit in hardware.
         this.fastHits++;
         if (((this.tlbPerm[s]! >>> code) & 1) === 0) {
-          return this.translationFault(EventType.F_PERMISSION, ctx, sid, ssid, iova, code, out);
+          return this.faults.translation(EventType.F_PERMISSION, ctx, sid, ssid, iova, code, out);
         }
         // Granted after all (another stream refilled the memo): take the fast path.
         return this.translateInto(sid, ssid, iova, accessCode, out);
@@ -235,7 +232,7 @@ export class Smmuv3 {
     if (this.tlbOn && (fault === 0 || fault === EventType.F_PERMISSION)) {
       this.iotlb!.fill(iova, ctx.asid, r.pa, r.perm, r.shift, r.level, r.global);
     }
-    if (fault !== 0) return this.translationFault(fault, ctx, sid, ssid, iova, code, out);
+    if (fault !== 0) return this.faults.translation(fault, ctx, sid, ssid, iova, code, out);
     const perm6 = r.perm;
     out.pa = r.pa;
     out.perm = code >= 3 ? (perm6 >>> 3) & 7 : perm6 & 7;
@@ -258,7 +255,7 @@ export class Smmuv3 {
       ctx = this.resolver.resolve(sid, ssid, null);
       if (ctx === null) {
         this.counters.translations++;
-        return this.configFault(sid, ssid, out);
+        return this.faults.config(sid, ssid, out);
       }
       this.lastSid = sid;
       this.lastSsid = ssid;
@@ -274,7 +271,7 @@ export class Smmuv3 {
   private bypass(sid: number, ssid: number, iova: number, accessCode: number, out: TranslationOut): boolean {
     // Both stages bypassed: the IOVA is the PA and must fit the output size.
     if (!(iova < 2 ** this.oas) || !(iova >= 0)) {
-      return this.translationFault(EventType.F_ADDR_SIZE, BYPASS_CONTEXT, sid, ssid, iova, accessCode, out);
+      return this.faults.translation(EventType.F_ADDR_SIZE, BYPASS_CONTEXT, sid, ssid, iova, accessCode, out);
     }
     out.pa = iova;
     out.perm = 7;
@@ -282,49 +279,6 @@ export class Smmuv3 {
     out.pageSize = PAGE;
     out.event = null;
     return true;
-  }
-
-  private configFault(sid: number, ssid: number, out: TranslationOut): boolean {
-    const r = this.resolver;
-    const type = r.eventType;
-    this.counters.faults++;
-    // §7.3: C_BAD_SUBSTREAMID always carries a SubstreamID (no SSV; 0 when CD 0 was used for a
-    // transaction without one); F_STREAM_DISABLED carries none.
-    const ssidField = type === EventType.F_STREAM_DISABLED ? 0 : Math.max(ssid, 0);
-    const ssv = ssid >= 0 && type !== EventType.C_BAD_SUBSTREAMID && type !== EventType.F_STREAM_DISABLED;
-    const event = makeEvent(type, { sid, ssv, ssid: ssidField, fetchAddress: r.eventFetchAddress });
-    if (type === ABORT_EVENT_TYPE) event.name = 'ABORT';
-    out.event = event;
-    // An STE abort records nothing; configuration errors are always recorded.
-    out.recorded = type !== ABORT_EVENT_TYPE;
-    return false;
-  }
-
-  private translationFault(
-    type: number,
-    ctx: S1Context,
-    sid: number,
-    ssid: number,
-    iova: number,
-    accessCode: number,
-    out: TranslationOut,
-  ): boolean {
-    this.counters.faults++;
-    const access = accessCode % 3;
-    out.event = makeEvent(type, {
-      sid,
-      ssv: ssid >= 0,
-      ssid: Math.max(ssid, 0),
-      privileged: accessCode >= 3,
-      instruction: access === 2,
-      read: access !== 1,
-      eventClass: type === EventType.F_WALK_EABT ? EventClass.TT : EventClass.IN,
-      address: iova >= 0 && Number.isSafeInteger(iova) ? iova : 0,
-      fetchAddress: type === EventType.F_WALK_EABT ? this.walkResult.fetchAddress : 0,
-    });
-    // IHI 0070 §5.4 CD.R: translation, address size, access and permission faults are recorded only with R=1.
-    out.recorded = !RECORD_GATED.has(type) || ctx.record || ctx.kind !== 0;
-    return false;
   }
 
   /** Every step of one translation, read from memory now: no cache is read or filled, no statistic moves. */
@@ -338,7 +292,7 @@ export class Smmuv3 {
     const ctx = this.resolver.resolve(request.sid, ssid, steps);
     let ok: boolean;
     if (ctx === null) {
-      ok = this.configFault(request.sid, ssid, out);
+      ok = this.faults.config(request.sid, ssid, out);
       this.counters.faults--;
     } else if (ctx.kind !== 0) {
       steps.push({ label: 'stage 1', value: 'bypass' });
@@ -368,7 +322,7 @@ export class Smmuv3 {
         ok = true;
       } else {
         this.walkResult.fetchAddress = r.fetchAddress;
-        ok = this.translationFault(fault, ctx, request.sid, ssid, request.iova, effective, out);
+        ok = this.faults.translation(fault, ctx, request.sid, ssid, request.iova, effective, out);
         this.counters.faults--;
       }
     }
