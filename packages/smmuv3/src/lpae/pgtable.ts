@@ -282,10 +282,18 @@ export class ArmLpaeS1Pgtable implements IoPgtableOps {
     this.walkLevel = -1;
     if (level < 3) {
       const entries = this.geometry.entries[level]!;
+      // Every entry is looked at: read them through the bank's view, found once per table
+      // (a 1024-PASID teardown reads half a million entries). A table that is not in one RAM
+      // bank any more takes the checked accessor, which reports the hole.
+      const bank = this.memory.ramBank(table, entries * 8);
+      const view = bank === null ? null : bank.view;
+      const at = bank === null ? 0 : table - bank.gpa;
       for (let i = 0; i < entries; i++) {
-        const lo = this.memory.readU32(table + i * 8);
+        const lo = view === null ? this.memory.readU32(table + i * 8) : view.getUint32(at + i * 8, true);
         if ((lo & PTE_VALID) === 0 || (lo & PTE_TYPE_MASK) !== PTE_TYPE_TABLE) continue;
-        this.freeTable(pteAddr(lo, this.memory.readU32(table + i * 8 + 4)), level + 1);
+        const hi =
+          view === null ? this.memory.readU32(table + i * 8 + 4) : view.getUint32(at + i * 8 + 4, true);
+        this.freeTable(pteAddr(lo, hi), level + 1);
       }
     }
     this.cfg.allocator.free(table);
