@@ -90,6 +90,29 @@ function timeFor(fn: () => number, ms: number): number {
   return (ops * 1000) / (now - start);
 }
 
+/**
+ * For measures whose body is one long round (thousands of round trips): `rounds` rounds of the
+ * baseline and the measured body in alternation, after one warm-up round of each; medians of the
+ * per-round rates each returns.
+ */
+export async function alternateRounds(
+  rounds: number,
+  baseline: () => number,
+  measured: () => number | Promise<number>,
+): Promise<{ value: number; baselineValue: number }> {
+  const values: number[] = [];
+  const baselines: number[] = [];
+  for (let round = 0; round <= rounds; round++) {
+    const b = baseline();
+    const v = await measured();
+    if (round > 0) {
+      baselines.push(b);
+      values.push(v);
+    }
+  }
+  return { value: median(values), baselineValue: median(baselines) };
+}
+
 /** Throws when a benchmark body did something other than what it claims to measure. */
 export function expect(condition: boolean, what: string): asserts condition {
   if (!condition) throw new Error(`benchmark self-check failed: ${what}`);

@@ -1,7 +1,7 @@
 import { createVirtioIommuHarness } from '@vmmkit/virtio-iommu/testing';
 import { DEFAULT_SPIN } from '@vmmkit/vmm';
 import { PingPong } from '@vmmkit/vmm/testing';
-import { expect, type Measure, median } from '../measure.js';
+import { alternateRounds, expect, type Measure } from '../measure.js';
 
 const PER_ROUND = 20_000;
 const ROUNDS = 9;
@@ -12,7 +12,7 @@ export const vqInline: Measure = {
   baseline: 'bare spin-then-wait ping-pong between two threads',
   target: 'none: context for vq-roundtrip',
   method: `The requests of [vq-roundtrip] with no thread hand-off at all: the virtio-iommu guest driver and the device in one thread (the harness's inline vCPU: a QueueNotify write runs the device at once), ${PER_ROUND} requests per round one at a time, alternately \`map()\` and \`unmap()\` of one 4K page. Its ratio to the same ping-pong is the most [vq-roundtrip] could reach if crossing threads cost nothing, so it says how much of that figure is the request's own work. ${ROUNDS} rounds alternated with the ping-pong; medians.`,
-  run() {
+  async run() {
     const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }] });
     const driver = h.driver;
     const domain = driver.createDomain();
@@ -28,21 +28,12 @@ export const vqInline: Measure = {
       return (PER_ROUND * 1000) / (performance.now() - start);
     };
     const pingPong = new PingPong(DEFAULT_SPIN);
-    const values: number[] = [];
-    const baselines: number[] = [];
     try {
-      for (let r = 0; r <= ROUNDS; r++) {
-        const b = pingPong.round(PER_ROUND);
-        const v = round();
-        if (r > 0) {
-          baselines.push(b);
-          values.push(v);
-        }
-      }
+      const result = await alternateRounds(ROUNDS, () => pingPong.round(PER_ROUND), round);
+      expect(h.device.mappingCount === 0, 'every MAP was undone by its UNMAP');
+      return result;
     } finally {
-      void pingPong.close();
+      await pingPong.close();
     }
-    expect(h.device.mappingCount === 0, 'every MAP was undone by its UNMAP');
-    return { value: median(values), baselineValue: median(baselines) };
   },
 };

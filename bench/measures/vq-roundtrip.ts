@@ -1,7 +1,7 @@
 import { createVm, DEFAULT_SPIN, virtioIommu } from '@vmmkit/vmm';
 import { PingPong } from '@vmmkit/vmm/testing';
 import { Ctl } from '../guests/vq-roundtrip.js';
-import { expect, type Measure, median } from '../measure.js';
+import { alternateRounds, expect, type Measure } from '../measure.js';
 
 // ES2024's Atomics.waitAsync is in Node 20 but not in the ES2023 lib the repo compiles against.
 const waitAsync = (
@@ -45,18 +45,13 @@ export const vqRoundtrip: Measure = {
       args: { control, perRound: PER_ROUND, endpoint: ENDPOINT },
     });
     const pingPong = new PingPong(DEFAULT_SPIN);
-    const values: number[] = [];
-    const baselines: number[] = [];
     try {
       // Round 0 warms both up (and waits for the guest's start-up).
-      for (let round = 0; round <= ROUNDS; round++) {
-        const b = pingPong.round(PER_ROUND);
-        const v = await guestRound(ctl);
-        if (round > 0) {
-          baselines.push(b);
-          values.push(v);
-        }
-      }
+      return await alternateRounds(
+        ROUNDS,
+        () => pingPong.round(PER_ROUND),
+        () => guestRound(ctl),
+      );
     } finally {
       Atomics.store(ctl, Ctl.REQUEST, -1);
       Atomics.notify(ctl, Ctl.REQUEST);
@@ -64,6 +59,5 @@ export const vqRoundtrip: Measure = {
       await vm.destroy();
       await pingPong.close();
     }
-    return { value: median(values), baselineValue: median(baselines) };
   },
 };
