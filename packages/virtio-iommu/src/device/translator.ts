@@ -34,6 +34,11 @@ const MAX_LENGTH = 2 ** 52;
 const TWO_POW_20 = 2 ** 20;
 const PAGE_SIZE = 0x1000;
 
+/** virtio 1.2 §5.13.6.5: writes need MAP_F_WRITE; reads (and instruction fetches) MAP_F_READ. */
+function neededFlag(access: number): number {
+  return access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+}
+
 /** `hi * 2^32 + lo + 1` capped at 2^52: the byte count of an inclusive 64-bit span. */
 function spanLength(lo: number, hi: number): number {
   return hi >= 0x10_0000 ? MAX_LENGTH : Math.min(MAX_LENGTH, hi * TWO_POW_32 + lo + 1);
@@ -76,8 +81,7 @@ export class Translator {
     const state = this.state;
     out.mmio = false;
     out.vendorEvent = null;
-    // virtio 1.2 §5.13.6.5: writes need MAP_F_WRITE; reads (and instruction fetches) MAP_F_READ.
-    const need = access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+    const need = neededFlag(access);
     if (
       pasid === NO_PASID &&
       state.pageCache.lookup(endpointId, hi * TWO_POW_20 + (lo >>> 12), lo & 0xfff, need, out)
@@ -202,7 +206,7 @@ export class Translator {
     access: number,
     out: PageTranslation,
   ): boolean {
-    const need = access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+    const need = neededFlag(access);
     if (pasid === NO_PASID && this.state.pageCache.lookup(endpointId, page, 0, need, out)) {
       out.vendorEvent = null;
       return true;
@@ -214,10 +218,11 @@ export class Translator {
   /**
    * Translates up to `count` consecutive IOVA pages from `firstPage` into `pas[0..]` (the
    * address of each page's byte 0) and returns how many translated, stopping at the first that
-   * does not, is not one translation over all its 4 KiB, or lies at 2^53 or above. Reports no fault: the caller asks for that page again with
-   * `translatePage` when it gets there, so faults reach the guest in the order a device meets
-   * them, and a page never used is never reported. Translating ahead is what an IOTLB
-   * prefetch does; no translation here has a side effect beyond the caches.
+   * does not, is not one translation over all its 4 KiB, or lies at 2^53 or above. Reports no
+   * fault: the caller asks for that page again with `translatePage` when it gets there, so
+   * faults reach the guest in the order a device meets them, and a page never used is never
+   * reported. Translating ahead is what an IOTLB prefetch does; no translation here has a side
+   * effect beyond the caches.
    */
   translatePages(
     endpointId: number,
@@ -227,7 +232,7 @@ export class Translator {
     access: number,
     pas: Float64Array,
   ): number {
-    const need = access === DmaAccess.WRITE ? MapFlag.WRITE : MapFlag.READ;
+    const need = neededFlag(access);
     const cache = this.state.pageCache;
     const out = this.ahead;
     let i = 0;
