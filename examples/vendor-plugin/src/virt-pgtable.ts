@@ -254,4 +254,5 @@ export const virtPgtableFormat: IoPgtableFormat = {
     view.setBigUint64(8, BigInt(pgd), true);
     return { format: VIRT_TABLE_FORMAT, payload };
   },
+  virtioIommuFormat: VIRT_TABLE_FORMAT,
 };

@@ -66,6 +66,11 @@ export interface PasidTableVendor<Ctx = unknown> {
    * bytes 16..83 of ATTACH_TABLE (68 bytes: the le16 format, then the format payload).
    */
   readonly attachDescriptor?: (cfg: PasidTableCfg) => { format: number; payload: Uint8Array };
+  /**
+   * The virtio-iommu table format number `attachDescriptor` builds (2 Arm SMMUv3, or a plugin's
+   * own), so a driver can pick the matching PROBE offer before it allocates a table.
+   */
+  readonly virtioIommuFormat?: number;
 }
 
 /** The seed's `struct iommu_pasid_table`: a cookie, a config and the vendor ops. */

@@ -90,4 +90,10 @@ export interface IoPgtableFormat {
    * table format number and bytes 16..83 of ATTACH_TABLE (the le16 format, then its payload).
    */
   readonly attachDescriptor?: (cfg: IoPgtableCfg, asid: number) => { format: number; payload: Uint8Array };
+  /**
+   * The virtio-iommu table format number `attachDescriptor` builds (1 Arm LPAE, 3 virt, or a
+   * plugin's own). With it a driver picks the matching PROBE offer of an endpoint that offers
+   * several page-table formats before it builds a table; without it the caller must say which.
+   */
+  readonly virtioIommuFormat?: number;
 }

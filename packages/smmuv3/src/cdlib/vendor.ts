@@ -156,4 +156,5 @@ export const armSmmuV3PasidVendor: PasidTableVendor<ArmCdContext> = {
     },
   },
   attachDescriptor: attachArmCdTable,
+  virtioIommuFormat: PSTF_ARM_SMMU_V3,
 };

@@ -171,4 +171,5 @@ export const armLpaeS1Format: IoPgtableFormat = {
   vendor: 'arm',
   alloc: (cfg) => allocArmLpaeS1(cfg),
   attachDescriptor: attachArmLpaeS1,
+  virtioIommuFormat: PGTF_ARM_LPAE,
 };

@@ -5,7 +5,10 @@ import {
   type IoPgtableCfg,
   type IoPgtableFlushOps,
   type IoPgtableOps,
+  type IoPgtableRegistry,
   type NestedFormatDescription,
+  type PasidTableLibrary,
+  TOKENS,
   VmmError,
 } from '@vmmkit/core';
 import type { VirtioIommuDriver } from './driver.js';
@@ -21,6 +24,28 @@ export interface PgtableGeometryOptions {
 }
 
 const SAFE_MASK = (1n << 53n) - 1n;
+
+/**
+ * The virtio-iommu table format number a registered io-pgtable format (`kind` 'page-table') or
+ * PASID-table format declares it builds (`virtioIommuFormat`); undefined when it declares none
+ * or is not registered (building the table reports that).
+ */
+export function declaredTableFormat(
+  driver: VirtioIommuDriver,
+  kind: NestedFormatDescription['kind'],
+  name: string,
+): number | undefined {
+  const container = driver.container;
+  if (container === undefined) return undefined;
+  try {
+    if (kind === 'page-table') {
+      return container.get<IoPgtableRegistry>(TOKENS.IoPgtableRegistry).get(name).virtioIommuFormat;
+    }
+    return container.get<PasidTableLibrary>(TOKENS.PasidTableLibrary).vendorFor(name).virtioIommuFormat;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * The table format the endpoint offered of `kind`: `wanted` when given, else the only one. The
@@ -58,7 +83,7 @@ export function pickFormat(
       offered.length === 0 ? 'ENOSYS' : 'EINVAL',
       offered.length === 0
         ? `endpoint ${endpoint} offers no ${kind} format (PROBE reported none with OUTPUT_SIZE${kind === 'pasid-table' ? ' and PASID_SIZE' : ''})`
-        : `endpoint ${endpoint} offers several ${kind} formats (${names}); choose one with tableFormat`,
+        : `endpoint ${endpoint} offers several ${kind} formats (${names}); choose one with tableFormat, or have the format declare its virtioIommuFormat`,
     );
   }
   return offered[0]!;

@@ -17,6 +17,7 @@ import {
 import type { VirtioIommuDriver } from './driver.js';
 import { IdAllocator } from './id-allocator.js';
 import {
+  declaredTableFormat,
   NestedTableBase,
   type PgtableGeometry,
   type PgtableGeometryOptions,
@@ -32,7 +33,10 @@ export interface AttachPasidTableOptions extends PgtableGeometryOptions {
   pasidTableFormat: string;
   /** io-pgtable format of each PASID's tables (`arm-lpae-s1`). */
   pgtableFormat: string;
-  /** virtio-iommu table format number to use when the endpoint offers several PASID-table formats. */
+  /**
+   * virtio-iommu table format number to use when the endpoint offers several PASID-table formats
+   * (default: the number the PASID-table format declares, if it does).
+   */
   tableFormat?: number;
   /** Capabilities for the vendor (`PasidTableDevice.features`), over `ssidBits`/`asidBits` from PROBE. */
   deviceFeatures?: Record<string, number | boolean>;
@@ -241,7 +245,8 @@ export function attachPasidTable(
   endpoint: number,
   options: AttachPasidTableOptions,
 ): NestedPasidDomain {
-  const description = pickFormat(driver, endpoint, 'pasid-table', options.tableFormat);
+  const wanted = options.tableFormat ?? declaredTableFormat(driver, 'pasid-table', options.pasidTableFormat);
+  const description = pickFormat(driver, endpoint, 'pasid-table', wanted);
   const domain = driver.allocateDomain('nested');
   let nested: NestedPasidDomain | undefined;
   try {

@@ -5,6 +5,7 @@
 import { type IoPgtableOps, type IoPgtableRegistry, TOKENS, VmmError } from '@vmmkit/core';
 import type { VirtioIommuDriver } from './driver.js';
 import {
+  declaredTableFormat,
   NestedTableBase,
   type PgtableGeometryOptions,
   pgtableCfg,
@@ -17,7 +18,10 @@ import type { InvalidationTarget } from './nested-invalidation.js';
 export interface AttachPageTableOptions extends PgtableGeometryOptions {
   /** io-pgtable format registered in the container (`arm-lpae-s1`). */
   pgtableFormat: string;
-  /** virtio-iommu table format number when the endpoint offers several page-table formats. */
+  /**
+   * virtio-iommu table format number to use when the endpoint offers several page-table formats
+   * (default: the number the io-pgtable format declares, if it does).
+   */
   tableFormat?: number;
 }
 
@@ -106,7 +110,8 @@ export function attachPageTable(
   endpoint: number,
   options: AttachPageTableOptions,
 ): NestedPageTableDomain {
-  const description = pickFormat(driver, endpoint, 'page-table', options.tableFormat);
+  const wanted = options.tableFormat ?? declaredTableFormat(driver, 'page-table', options.pgtableFormat);
+  const description = pickFormat(driver, endpoint, 'page-table', wanted);
   const domain = driver.allocateDomain('nested');
   const nested = new NestedPageTableDomain(driver, domain, description);
   try {

@@ -1,7 +1,6 @@
-import { createContainer, IommuProt, isVmmError } from '@vmmkit/core';
+import { createContainer, IommuProt } from '@vmmkit/core';
 import {
   type IommuFault,
-  type NestedPageTableDomain,
   type NestedPasidDomain,
   VIRTIO_IOMMU_DEVICE_ID,
   VirtioIommuDriver,
@@ -34,32 +33,6 @@ function toReport(fault: IommuFault): NonNullable<DemoFault['report']> {
     address: fault.address === undefined ? null : Number(fault.address),
     flags: fault.flags,
   };
-}
-
-/**
- * Attaches one page table of the io-pgtable format `name`. PROBE numbers the formats an endpoint
- * offers (1 Arm LPAE, 3 virt, a plugin's own) but a format registered by a plugin does not say
- * which number it builds until a table exists; so when the endpoint offers several, each is
- * tried and the driver refuses (before anything reaches the device) those the table does not match.
- */
-function attachPageTableOfFormat(
-  driver: VirtioIommuDriver,
-  endpoint: number,
-  name: string,
-): NestedPageTableDomain {
-  const offered = driver.probeEndpoint(endpoint).formats.filter((f) => f.kind === 'page-table');
-  if (offered.length <= 1) return driver.attachPageTable(endpoint, { pgtableFormat: name });
-  let mismatch: unknown = null;
-  for (const { format } of offered) {
-    try {
-      return driver.attachPageTable(endpoint, { pgtableFormat: name, tableFormat: format });
-    } catch (error) {
-      if (!isVmmError(error, 'EINVAL') || !/builds virtio-iommu table format/.test(error.message))
-        throw error;
-      mismatch = error;
-    }
-  }
-  throw mismatch;
 }
 
 /**
@@ -114,7 +87,9 @@ export async function iommuSpace(rt: GuestRuntime, args: DemoArgs, endpoint: num
     };
     close = () => domain.destroy();
   } else if (nested.kind === 'page-table') {
-    const domain = attachPageTableOfFormat(driver, endpoint, nested.pgtableFormat);
+    // The format declares which virtio-iommu table format it builds (virtioIommuFormat), so the
+    // driver picks that offer when the endpoint offers several.
+    const domain = driver.attachPageTable(endpoint, { pgtableFormat: nested.pgtableFormat });
     setup.push(`attached one ${nested.pgtableFormat} page table (no PASIDs)`);
     contexts = [null];
     map = (context, gpa, length) => {
