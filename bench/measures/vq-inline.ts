@@ -11,7 +11,7 @@ export const vqInline: Measure = {
   unit: 'requests/s',
   baseline: 'bare spin-then-wait ping-pong between two threads',
   target: 'none: context for vq-roundtrip',
-  method: `The requests of [vq-roundtrip] with no thread hand-off at all: the virtio-iommu guest driver and the device in one thread (the harness's inline vCPU: a QueueNotify write runs the device at once), ${PER_ROUND} requests per round one at a time, alternately \`map()\` and \`unmap()\` of one 4K page. Its ratio to the same ping-pong is the most [vq-roundtrip] could reach if crossing threads cost nothing, so it says how much of that figure is the request's own work. ${ROUNDS} rounds alternated with the ping-pong; medians.`,
+  method: `The requests of [vq-roundtrip] with no thread hand-off at all: the virtio-iommu guest driver and the device in one thread (the harness's inline vCPU: a QueueNotify write runs the device at once), ${PER_ROUND} requests per round one at a time, alternately \`map()\` and \`unmap()\` of one 4K page. Its ratio to the same ping-pong is about the most [vq-roundtrip] could reach if crossing threads cost nothing (slightly less: inline, every request also pays the QueueNotify write and the notification toggling that the worker's busy polling avoids), so it says how much of that figure is the request's own work. ${ROUNDS} rounds alternated with the ping-pong; medians.`,
   async run() {
     const h = createVirtioIommuHarness({ endpoints: [{ id: 1 }] });
     const driver = h.driver;
